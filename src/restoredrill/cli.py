@@ -1,0 +1,144 @@
+"""`restoredrill demo | run | backup logical | janitor`: one sentence and a non-zero exit on any error."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import NoReturn
+
+from restoredrill import proc
+from restoredrill.errors import BackupDefect, ConfigError, RestoreDrillError
+
+PROJECT = Path(__file__).resolve().parents[2]
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_COULD_NOT_VERIFY, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"restoredrill: {message} (see restoredrill --help)\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="restoredrill", description="Prove PostgreSQL backups restore, by restoring them.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    demo = sub.add_parser("demo", help="build the embedded demo (source, backups, config) and drill it")
+    demo.add_argument("--dir", type=Path, default=Path(".demo"), help="where the demo lives (default .demo/)")
+    demo.add_argument("--reports", type=Path, default=Path("reports"), help="report folder (default reports/)")
+
+    run = sub.add_parser("run", help="run the drills of a configuration; extra arguments go to pytest")
+    run.add_argument("--config", default=None, help="drills.toml (default $RESTOREDRILL_CONFIG or ./drills.toml)")
+
+    backup = sub.add_parser("backup", help="backup jobs")
+    layers = backup.add_subparsers(dest="layer", required=True, parser_class=_Parser)
+    logical = layers.add_parser("logical", help="pg_dump -Fc, verify, upload with SSE + metadata + manifest, prune")
+    logical.add_argument("--dbname", required=True, help="connection string of the database to dump")
+    logical.add_argument("--to", required=True, help="s3://bucket/postgres/logical/ or file:///folder/")
+    logical.add_argument("--name", help="the <db> part of the key (default: the database name)")
+    logical.add_argument(
+        "--sse",
+        choices=["AES256", "aws:kms", "none"],
+        default="AES256",
+        help="S3 server-side encryption (default AES256)",
+    )
+    logical.add_argument("--kms-key-id", help="KMS key for --sse aws:kms")
+    logical.add_argument("--endpoint-url", help="S3 endpoint (S3-compatible stores, tests)")
+    logical.add_argument("--region")
+    logical.add_argument("--profile")
+    logical.add_argument("--retention-days", type=int, default=30, help="prune date folders older than this")
+    logical.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="dump and verify, but upload and delete nothing; list what pruning would delete",
+    )
+
+    janitor = sub.add_parser("janitor", help="remove throwaway instances left by crashed drills")
+    janitor.add_argument("--workdir", type=Path, default=None)
+    return parser
+
+
+def _exit_code(error: RestoreDrillError) -> int:
+    if isinstance(error, ConfigError):
+        return EXIT_USAGE
+    if isinstance(error, BackupDefect):
+        return EXIT_FAILED
+    return EXIT_COULD_NOT_VERIFY
+
+
+def _terminate(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt  # so every `finally` (and pytest's teardown) cleans up on SIGTERM too
+
+
+def main(argv: list[str] | None = None) -> int:
+    signal.signal(signal.SIGTERM, _terminate)
+    proc.register_environment_secrets()
+    args, extra = _parser().parse_known_args(argv)
+    if extra and args.command != "run":
+        print(f"restoredrill: unrecognized arguments: {' '.join(extra)}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        if args.command == "run":
+            from restoredrill.runner import run_drills
+
+            return run_drills(args.config, extra)
+        if args.command == "demo":
+            from restoredrill.demo import build_demo
+            from restoredrill.runner import run_drills
+
+            config = build_demo(args.dir, args.reports)
+            return run_drills(str(config), [])
+        if args.command == "backup":
+            from restoredrill.backup import backup_logical
+
+            result = backup_logical(
+                args.dbname,
+                args.to,
+                name=args.name,
+                endpoint_url=args.endpoint_url,
+                region=args.region,
+                profile=args.profile,
+                sse=None if args.sse == "none" else args.sse,
+                kms_key_id=args.kms_key_id,
+                retention_days=args.retention_days,
+                dry_run=args.dry_run,
+            )
+            print(
+                f"backup {'verified (dry run)' if args.dry_run else 'done'}: {result.location}, "
+                f"{result.tables} tables, {result.rows} rows, sha256 {result.sha256}"
+            )
+            return EXIT_OK
+        if args.command == "janitor":
+            from restoredrill.targets.local import janitor
+
+            removed = janitor(args.workdir)
+            print(f"janitor: removed {len(removed)} leftover(s)")
+            return EXIT_OK
+    except RestoreDrillError as exc:
+        print(f"restoredrill: {proc.redact(str(exc))}", file=sys.stderr)
+        return _exit_code(exc)
+    except Exception as exc:  # never a traceback for users; RESTOREDRILL_DEBUG=1 shows it
+        if os.environ.get("RESTOREDRILL_DEBUG"):
+            raise
+        message = proc.redact(str(exc)).strip().splitlines()
+        print(
+            f"restoredrill: unexpected {type(exc).__name__}: {message[0] if message else ''} "
+            "(set RESTOREDRILL_DEBUG=1 for details)",
+            file=sys.stderr,
+        )
+        return EXIT_COULD_NOT_VERIFY
+    except KeyboardInterrupt:
+        print("restoredrill: interrupted; throwaway instances were removed", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return EXIT_USAGE
+
+
+def entrypoint() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(main())

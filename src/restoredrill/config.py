@@ -1,0 +1,187 @@
+"""drills.toml: what to drill, where the backups are, the objectives written down in advance.
+
+Example:
+
+    [objectives.logical]
+    rpo = "26h"          # newest dump may be this old; consecutive dumps may be this far apart
+    rto = "1h"           # fetch + restore until the database is usable
+
+    [target]
+    kind = "local"       # a throwaway initdb instance on loopback
+    jobs = 0             # pg_restore -j; 0 = number of cores
+
+    [databases.shop.logical]
+    source = "s3://backups/postgres/logical/"
+    region = "eu-west-1"
+
+    [[databases.shop.checks.min_rows]]
+    table = "public.orders"
+    min = 1000
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+
+from restoredrill.durations import parse_duration
+from restoredrill.errors import ConfigError
+
+DEFAULT_CONFIG = "drills.toml"
+Seconds = Annotated[float, BeforeValidator(parse_duration)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Objective(Strict):
+    rpo: Seconds = Field(description="recovery point objective, e.g. '26h'")
+    rto: Seconds = Field(description="recovery time objective, e.g. '1h'")
+
+
+class PartialObjective(Strict):
+    rpo: Seconds | None = None
+    rto: Seconds | None = None
+
+
+class LogicalSource(Strict):
+    source: str = Field(description="s3://bucket/prefix/ or file:///folder/ holding <date>/<db>-<time>.dump")
+    endpoint_url: str | None = None
+    region: str | None = None
+    profile: str | None = None
+    dump_name: str | None = Field(None, description="the <db> part of the dump keys, if not the database name")
+    retention_days: int = Field(30, ge=1, description="window in which gaps between dumps are measured")
+    require_manifest: bool = Field(False, description="fail when the dump has no manifest")
+
+    @field_validator("source")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        if not value.startswith(("s3://", "file://")):
+            raise ValueError("must start with s3:// or file://")
+        if value.startswith("s3://") and len(value) <= len("s3://"):
+            raise ValueError("names no bucket")
+        return value
+
+
+class MinRows(Strict):
+    table: str
+    min: int = Field(ge=0)
+
+
+class Freshness(Strict):
+    table: str
+    column: str
+    max_lag: Seconds | None = Field(None, description="default: the layer's RPO")
+
+
+class CustomSql(Strict):
+    name: str
+    sql: str
+    expect: str | int | float | bool
+
+
+class Checks(Strict):
+    min_rows: list[MinRows] = []
+    freshness: list[Freshness] = []
+    sql: list[CustomSql] = []
+
+
+class Database(Strict):
+    logical: LogicalSource | None = None
+    objectives: dict[Literal["logical"], PartialObjective] = {}
+    checks: Checks = Checks()
+
+
+class Target(Strict):
+    kind: Literal["local"] = "local"
+    jobs: int = Field(0, ge=0, description="pg_restore -j; 0 means the number of cores")
+    pg_bindir: Path | None = Field(None, description="server binaries to use instead of searching")
+    workdir: Path | None = Field(None, description="where throwaway instances and downloads live")
+    run_as: str | None = Field(None, description="OS user for the server when running as root")
+    start_timeout: Seconds = 60.0
+    restore_timeout: Seconds = 4 * 3600.0
+    check_timeout: Seconds = 1800.0
+
+
+class DrillConfig(Strict):
+    objectives: dict[Literal["logical"], Objective]
+    target: Target = Target()
+    reports_dir: Path = Path("reports")
+    databases: dict[str, Database]
+
+    @field_validator("databases")
+    @classmethod
+    def _at_least_one(cls, value: dict[str, Database]) -> dict[str, Database]:
+        if not value:
+            raise ValueError("names no database to drill")
+        return value
+
+    def objective(self, database: str, layer: Literal["logical"]) -> Objective:
+        base = self.objectives.get(layer)
+        override = self.databases[database].objectives.get(layer, PartialObjective())
+        if base is None and (override.rpo is None or override.rto is None):
+            raise ConfigError(f"no objectives for layer '{layer}' (add [objectives.{layer}] rpo and rto)")
+        return Objective(
+            rpo=override.rpo if override.rpo is not None else base.rpo,  # type: ignore[union-attr]
+            rto=override.rto if override.rto is not None else base.rto,  # type: ignore[union-attr]
+        )
+
+    def databases_with(self, layer: Literal["logical"]) -> list[str]:
+        return [name for name, db in self.databases.items() if getattr(db, layer) is not None]
+
+
+def _location(error: dict[str, Any]) -> str:
+    return ".".join(str(part) for part in error["loc"]) or "(top level)"
+
+
+def _sentence(error: dict[str, Any]) -> str:
+    where = _location(error)
+    kind = error["type"]
+    if kind == "missing":
+        return f"'{where}' is required but missing"
+    if kind == "extra_forbidden":
+        return f"'{where}' is not a known setting"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return f"'{where}' {message}" if kind == "value_error" else f"'{where}': {message}"
+
+
+def parse_config(data: dict[str, Any], origin: str = "configuration") -> DrillConfig:
+    try:
+        config = DrillConfig.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        more = len(exc.errors()) - 1
+        suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
+        raise ConfigError(f"{origin}: {_sentence(first)}{suffix}") from None
+    for name in config.databases:
+        if config.databases[name].logical is not None:
+            config.objective(name, "logical")
+    return config
+
+
+def config_path(explicit: str | os.PathLike[str] | None = None) -> Path:
+    return Path(explicit or os.environ.get("RESTOREDRILL_CONFIG") or DEFAULT_CONFIG)
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> DrillConfig:
+    """Read and validate a drills.toml; every problem becomes one ConfigError sentence."""
+    file = config_path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"configuration file {file} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"configuration file {file} cannot be read: {exc}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{file} is not valid TOML: {exc}") from None
+    config = parse_config(data, origin=str(file))
+    if not config.reports_dir.is_absolute():
+        config = config.model_copy(update={"reports_dir": file.parent.resolve() / config.reports_dir})
+    return config

@@ -1,0 +1,123 @@
+"""The embedded demo: a source cluster with a small shop schema, several days of dumps made by the
+backup job into a local folder, and a drills.toml pointing at them. Rebuilt from scratch on every run.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from restoredrill import pgtools
+from restoredrill.backup import backup_logical
+from restoredrill.evidence import new_run_id
+from restoredrill.targets.local import LocalInstance
+
+DEMO_DATABASE = "shop"
+DAYS = 4
+USERS = 2000
+ORDERS_PER_DAY = 5000
+
+SCHEMA = """
+CREATE TYPE order_status AS ENUM ('new', 'paid', 'shipped', 'cancelled');
+CREATE TABLE users (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    email text NOT NULL UNIQUE,
+    name text NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE orders (
+    id bigserial PRIMARY KEY,
+    user_id bigint NOT NULL REFERENCES users (id),
+    status order_status NOT NULL DEFAULT 'new',
+    amount numeric(10, 2) NOT NULL CHECK (amount >= 0),
+    created_at timestamptz NOT NULL
+);
+CREATE INDEX orders_created_at_idx ON orders (created_at);
+CREATE INDEX orders_user_id_idx ON orders (user_id);
+CREATE SEQUENCE invoice_number_seq START 100000;
+CREATE TABLE invoices (
+    number bigint PRIMARY KEY DEFAULT nextval('invoice_number_seq'),
+    order_id bigint NOT NULL REFERENCES orders (id),
+    issued_at timestamptz NOT NULL
+);
+ALTER SEQUENCE invoice_number_seq OWNED BY invoices.number;
+CREATE VIEW recent_orders AS
+    SELECT o.id, u.email, o.amount, o.created_at FROM orders o JOIN users u ON u.id = o.user_id
+    WHERE o.created_at > now() - interval '7 days';
+CREATE MATERIALIZED VIEW daily_revenue AS
+    SELECT date_trunc('day', created_at) AS day, count(*) AS orders, sum(amount) AS revenue
+    FROM orders GROUP BY 1;
+INSERT INTO users (email, name, created_at)
+    SELECT 'user' || i || '@example.com', 'User ' || i, now() - interval '90 days' + i * interval '1 minute'
+    FROM generate_series(1, %(users)s) AS i;
+"""
+
+DAY_OF_ORDERS = (
+    """
+INSERT INTO orders (user_id, status, amount, created_at)
+    SELECT 1 + (i * 7919) %% %(users)s, (ARRAY['new','paid','shipped','cancelled'])[1 + i %% 4]::order_status,
+           round((5 + (i * 37) %% 500)::numeric, 2), %(until)s - (i * interval '1 second' * 86400 / %(n)s)
+    FROM generate_series(0, %(n)s - 1) AS i""",
+    """
+INSERT INTO invoices (order_id, issued_at)
+    SELECT id, created_at + interval '1 minute' FROM orders
+    WHERE status IN ('paid', 'shipped') AND created_at > %(until)s - interval '1 day'""",
+    "REFRESH MATERIALIZED VIEW daily_revenue",
+)
+
+CONFIG = """# Written by `restoredrill demo`: drills against the demo's own backups.
+reports_dir = "{reports}"
+
+[objectives.logical]
+rpo = "26h"   # a daily dump may be 26 hours old at most, and dumps at most 26 hours apart
+rto = "15m"
+
+[databases.{db}.logical]
+source = "file://{store}/postgres/logical/"
+require_manifest = true
+
+[[databases.{db}.checks.min_rows]]
+table = "public.users"
+min = {users}
+
+[[databases.{db}.checks.freshness]]
+table = "public.orders"
+column = "created_at"
+
+[[databases.{db}.checks.sql]]
+name = "every order belongs to a user"
+sql = "SELECT count(*) FROM orders o LEFT JOIN users u ON u.id = o.user_id WHERE u.id IS NULL"
+expect = 0
+"""
+
+
+def build_demo(folder: Path, reports: Path, log: Callable[[str], None] = print) -> Path:
+    """Build (or rebuild) the demo in `folder`; returns the path of its drills.toml."""
+    folder = folder.resolve()
+    store = folder / "backups"
+    shutil.rmtree(store, ignore_errors=True)
+    store.mkdir(parents=True)
+    bindir = pgtools.bindir_for(max(pgtools.available_bindirs()))
+    now = datetime.now(UTC).replace(microsecond=0)
+    log(f"demo: starting a source PostgreSQL ({bindir})")
+    with LocalInstance(bindir, run_id=new_run_id(), label="demo-source") as source:
+        assert source.connection is not None
+        source.create_database(DEMO_DATABASE)
+        with source.connection.connect(DEMO_DATABASE) as conn:
+            conn.execute(SCHEMA.replace("%(users)s", str(USERS)))
+        dsn = source.connection.conninfo(DEMO_DATABASE) + f" password={source.connection.password}"
+        for days_ago in range(DAYS - 1, -1, -1):
+            taken_at = now - timedelta(days=days_ago)
+            with source.connection.connect(DEMO_DATABASE) as conn:
+                for statement in DAY_OF_ORDERS:
+                    conn.execute(statement, {"users": USERS, "n": ORDERS_PER_DAY, "until": taken_at})  # type: ignore[arg-type]
+            result = backup_logical(
+                dsn, f"file://{store}/postgres/logical/", sse=None, now=taken_at, log=lambda _m: None
+            )
+            log(f"demo: backup job wrote {result.key} ({result.size_bytes} bytes, {result.rows} rows)")
+    config = folder / "drills.toml"
+    config.write_text(CONFIG.format(reports=reports.resolve(), store=store, db=DEMO_DATABASE, users=USERS))
+    log(f"demo: configuration in {config}")
+    return config

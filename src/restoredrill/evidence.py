@@ -1,0 +1,165 @@
+"""The drill record: data first, every report is rendered from it (DESIGN.md, "The evidence record")."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import platform
+import socket
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from restoredrill import __version__, proc
+
+Verdict = Literal["passed", "failed", "could_not_verify"]
+Outcome = Literal["passed", "failed", "error"]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def iso(moment: datetime | None) -> str | None:
+    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z") if moment else None
+
+
+def new_run_id() -> str:
+    return f"{utcnow():%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
+
+
+class BackupInfo(BaseModel):
+    id: str | None = None
+    taken_at: str | None = None
+    location: str | None = None
+    size_bytes: int | None = None
+    sha256: str | None = None
+    sha256_expected: str | None = None
+    server_version: str | None = None
+    pg_dump_version: str | None = None
+    manifest: str | None = None
+
+
+class Stages(BaseModel):
+    fetch_s: float | None = None
+    restore_s: float | None = None
+    recovery_s: float | None = None
+    checks_s: float | None = None
+    cleanup_s: float | None = None
+
+
+class Objectives(BaseModel):
+    rto_s: float
+    rpo_s: float
+
+
+class CheckRecord(BaseModel):
+    name: str
+    outcome: Outcome
+    detail: str
+    sql: str | None = None
+    duration_s: float | None = None
+
+
+class TargetInfo(BaseModel):
+    kind: str = "local"
+    server_version: str | None = None
+    bindir: str | None = None
+    startup_s: float | None = None
+
+
+class DrillRecord(BaseModel):
+    run_id: str
+    database: str
+    layer: Literal["logical", "pgbackrest", "rds"]
+    target: Literal["local", "container", "rds"] = "local"
+    verdict: Verdict = "could_not_verify"
+    reason: str | None = "the drill did not finish"
+    backup: BackupInfo = Field(default_factory=BackupInfo)
+    recovery_target: str = "latest"
+    stages: Stages = Field(default_factory=Stages)
+    rto_s: float | None = None
+    rpo_s: float | None = None
+    rpo_detail: dict[str, float | str | int | None] = Field(default_factory=dict)
+    objectives: Objectives
+    checks: list[CheckRecord] = Field(default_factory=list)
+    largest_tables: list[dict[str, int | str]] = Field(default_factory=list)
+    target_info: TargetInfo = Field(default_factory=TargetInfo)
+    notes: list[str] = Field(default_factory=list)
+    started_at: str = Field(default_factory=lambda: iso(utcnow()) or "")
+    finished_at: str | None = None
+    tool_versions: dict[str, str] = Field(default_factory=dict)
+    host: str = Field(default_factory=socket.gethostname)
+    run_by: str = Field(default_factory=lambda: run_by())
+
+    def add_check(self, check: CheckRecord) -> None:
+        self.checks = [c for c in self.checks if c.name != check.name] + [check]
+
+    def to_json(self) -> str:
+        # Redact once more on the way out: the record is evidence and must never carry a secret.
+        return proc.redact(self.model_dump_json(indent=2))
+
+    def file_name(self) -> str:
+        safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in self.database)
+        return f"{self.run_id}--{safe}--{self.layer}.json"
+
+    def write(self, reports_dir: Path) -> Path:
+        folder = reports_dir / "evidence"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / self.file_name()
+        path.write_text(self.to_json() + "\n", encoding="utf-8")
+        append_history(reports_dir, self)
+        return path
+
+
+def run_by() -> str:
+    """Who ran the drill: the CI run when there is one, else the OS user."""
+    if os.environ.get("GITHUB_ACTIONS") == "true":
+        repo = os.environ.get("GITHUB_REPOSITORY", "?")
+        return f"github-actions:{repo}#{os.environ.get('GITHUB_RUN_ID', '?')} ({os.environ.get('GITHUB_ACTOR', '?')})"
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return f"uid {os.getuid()}"
+
+
+def base_tool_versions() -> dict[str, str]:
+    return {"restoredrill": __version__, "python": platform.python_version()}
+
+
+def append_history(reports_dir: Path, record: DrillRecord) -> None:
+    """One line per drill in reports/history.jsonl, carried between runs for trends."""
+    line = {
+        "run_id": record.run_id,
+        "database": record.database,
+        "layer": record.layer,
+        "target": record.target,
+        "verdict": record.verdict,
+        "rto_s": record.rto_s,
+        "rpo_s": record.rpo_s,
+        "objectives": record.objectives.model_dump(),
+        "finished_at": record.finished_at,
+    }
+    with (reports_dir / "history.jsonl").open("a", encoding="utf-8") as history:
+        history.write(json.dumps(line) + "\n")
+
+
+def load_records(reports_dir: Path, run_id: str | None = None) -> list[DrillRecord]:
+    folder = reports_dir / "evidence"
+    pattern = f"{run_id}--*.json" if run_id else "*.json"
+    return [DrillRecord.model_validate_json(p.read_text()) for p in sorted(folder.glob(pattern))]
+
+
+def overall_exit_code(records: list[DrillRecord]) -> int:
+    """0 every drill passed; 1 a drill failed; 3 a drill could not verify (or none ran) and none failed."""
+    if not records:
+        return 3
+    if any(r.verdict == "failed" for r in records):
+        return 1
+    if any(r.verdict == "could_not_verify" for r in records):
+        return 3
+    return 0

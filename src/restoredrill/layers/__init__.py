@@ -1,0 +1,1 @@
+"""Backup layers: how each kind of backup is found, fetched and restored."""

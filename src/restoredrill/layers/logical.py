@@ -1,0 +1,358 @@
+"""The logical drill: newest pg_dump -> fetch (streamed, hashed) -> verify -> pg_restore -j -> checks.
+
+One restore per database, shared by all its checks. The engine knows nothing of pytest: the drills in
+drills/ call `prepare`, `check` and `finish`, and `restoredrill` could call them from anywhere.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from restoredrill import checks as checks_mod
+from restoredrill import pgtools, proc
+from restoredrill.checks import NotApplicable, Restored
+from restoredrill.config import DrillConfig
+from restoredrill.durations import format_duration
+from restoredrill.errors import BackupDefect, CouldNotVerify, RestoreDrillError
+from restoredrill.evidence import CheckRecord, DrillRecord, Objectives, base_tool_versions, iso, utcnow
+from restoredrill.layers.logical_keys import DumpKey, dumps_of, recovery_point
+from restoredrill.manifest import Manifest
+from restoredrill.stores import open_store
+from restoredrill.targets.local import MARKER, PREFIX, LocalInstance, workdir_base
+
+Log = Callable[[str], None]
+_ERROR_LINE = re.compile(r"^pg_restore: error: (.*)$")
+_IGNORED = re.compile(r"errors ignored on restore: (\d+)")
+TIMING_CHECKS = ("rpo_newest_age", "rpo_largest_gap", "rto")
+
+
+def restore_messages(stderr: str) -> list[str]:
+    """Every error pg_restore printed: an exit code of 0 with errors printed is still a failed restore."""
+    errors = [m.group(1).strip() for line in stderr.splitlines() if (m := _ERROR_LINE.match(line.strip()))]
+    ignored = _IGNORED.search(stderr)
+    if ignored and not errors:
+        errors.append(f"pg_restore ignored {ignored.group(1)} error(s)")
+    return errors
+
+
+class LogicalDrill:
+    layer = "logical"
+
+    def __init__(self, config: DrillConfig, database: str, run_id: str, log: Log = lambda _m: None) -> None:
+        self.config = config
+        self.database = database
+        self.db_config = config.databases[database]
+        source = self.db_config.logical
+        if source is None:
+            raise ValueError(f"{database} has no logical layer")
+        self.source = source
+        self.objective = config.objective(database, "logical")
+        self.log = log
+        self.record = DrillRecord(
+            run_id=run_id,
+            database=database,
+            layer="logical",
+            target="local",
+            objectives=Objectives(rto_s=self.objective.rto, rpo_s=self.objective.rpo),
+            tool_versions=base_tool_versions(),
+        )
+        self.failure: RestoreDrillError | None = None
+        self.restored: Restored | None = None
+        self.instance: LocalInstance | None = None
+        self.fetch_dir: Path | None = None
+        self.restore_log = ""
+        self.newest: DumpKey | None = None
+
+    # ----- stage 1: everything up to a usable restored database -------------------------------------
+    def prepare(self) -> None:
+        """Discover, fetch, verify and restore. Failures are kept, not raised: the checks report them."""
+        try:
+            self._prepare()
+        except RestoreDrillError as exc:
+            self.failure = exc
+            self.log(f"{self.database}: {exc}")
+        except KeyboardInterrupt:
+            self.failure = CouldNotVerify("the drill was interrupted")
+            raise
+
+    def _prepare(self) -> None:
+        now = utcnow()
+        store, prefix = open_store(
+            self.source.source,
+            endpoint_url=self.source.endpoint_url,
+            region=self.source.region,
+            profile=self.source.profile,
+        )
+        dump_name = self.source.dump_name or self.database
+        objects = [(o.key, o.size) for o in store.list(prefix)]
+        dumps = dumps_of(prefix, dump_name, objects)
+        if not dumps:
+            raise BackupDefect(
+                f"no dump of '{dump_name}' found under {self.source.source} "
+                f"(expected keys <date>/{dump_name}-<YYYY-MM-DDTHH-MM-SS>.dump)"
+            )
+        newest = self.newest = dumps[-1]
+        point = recovery_point(dumps, now, self.source.retention_days)
+        self.record.rpo_s = round(point.newest_age_s, 1)
+        self.record.rpo_detail = {
+            "newest_age_s": round(point.newest_age_s, 1),
+            "largest_gap_s": point.largest_gap_s,
+            "gap_from": iso(point.gap_from),
+            "gap_to": iso(point.gap_to),
+            "dumps_in_window": point.dumps_in_window,
+            "retention_days": self.source.retention_days,
+        }
+        backup = self.record.backup
+        backup.id, backup.taken_at, backup.location = newest.key, iso(newest.taken_at), store.location(newest.key)
+        metadata = store.metadata(newest.key)
+        manifest_text = store.read_text(newest.manifest_key)
+        manifest = None
+        if manifest_text is not None:
+            try:
+                manifest = Manifest.from_json(manifest_text)
+            except (ValueError, KeyError, TypeError) as exc:
+                raise BackupDefect(f"the manifest {newest.manifest_key} is unreadable: {exc}") from None
+            backup.manifest = store.location(newest.manifest_key)
+        expected_sha = metadata.get("sha256") or (manifest.dump.get("sha256") if manifest else None)
+        expected_size = metadata.get("size-bytes") or (manifest.dump.get("size_bytes") if manifest else None)
+        backup.sha256_expected = expected_sha
+
+        # Fetch: streamed to disk, hashed on the way. RTO starts here.
+        self.fetch_dir = Path(tempfile.mkdtemp(prefix=PREFIX + "fetch-", dir=workdir_base(self.config.target.workdir)))
+        (self.fetch_dir / MARKER).write_text(json.dumps({"run_id": self.record.run_id, "owner_pid": os.getpid()}))
+        started = time.monotonic()
+        self.log(f"{self.database}: fetching {backup.location}")
+        download = store.download(newest.key, self.fetch_dir / "backup.dump")
+        self.record.stages.fetch_s = round(time.monotonic() - started, 3)
+        backup.size_bytes, backup.sha256 = download.size_bytes, download.sha256
+        if expected_size is not None and int(expected_size) != download.size_bytes:
+            raise BackupDefect(
+                f"the dump is truncated or padded: {download.size_bytes} bytes fetched, the backup "
+                f"job wrote {int(expected_size)}"
+            )
+        if expected_sha and expected_sha != download.sha256:
+            raise BackupDefect(
+                f"checksum mismatch: the dump's sha256 is {download.sha256[:16]}..., the backup "
+                f"job recorded {expected_sha[:16]}...; it was corrupted or altered after upload"
+            )
+        if not expected_sha:
+            self.record.notes.append("no checksum recorded at backup time: integrity rests on pg_restore alone")
+
+        # Verify: the archive's header and TOC are readable, and we have a server for its major.
+        reader = pgtools.client_tool(
+            "pg_restore", max(pgtools.available_bindirs(self.config.target.pg_bindir).items(), default=(0, None))[1]
+        )
+        listing = pgtools.list_dump(reader, download.path)
+        backup.server_version, backup.pg_dump_version = listing.server_version, listing.pg_dump_version
+        major = listing.server_major
+        assert major is not None
+        bindir = pgtools.bindir_for(major, self.config.target.pg_bindir)
+
+        # Restore into a fresh database of a throwaway instance.
+        restore_started = time.monotonic()
+        target = self.config.target
+        self.instance = LocalInstance(
+            bindir,
+            run_id=self.record.run_id,
+            base=target.workdir,
+            run_as=target.run_as,
+            start_timeout=target.start_timeout,
+        )
+        self.instance.start()
+        self.record.target_info.server_version = self.instance.server_version()
+        self.record.target_info.bindir = str(bindir)
+        self.record.target_info.startup_s = round(self.instance.startup_s or 0, 3)
+        if pgtools.major_of(self.record.target_info.server_version) != major:
+            self.record.notes.append(
+                f"restored a PostgreSQL {major} dump into PostgreSQL "
+                f"{self.record.target_info.server_version}: no server of the same major here"
+            )
+        dbname = self.database
+        self.instance.create_database(dbname)
+        jobs = target.jobs or os.cpu_count() or 2
+        assert self.instance.connection is not None
+        connection = self.instance.connection
+        pg_restore = pgtools.client_tool("pg_restore", bindir)
+        self.log(f"{self.database}: pg_restore -j {jobs} into {connection.host}:{connection.port}")
+        result = proc.run(
+            [
+                pg_restore,
+                "-j",
+                str(jobs),
+                "--no-owner",
+                "--no-acl",
+                "-h",
+                connection.host,
+                "-p",
+                str(connection.port),
+                "-U",
+                connection.user,
+                "-d",
+                dbname,
+                str(download.path),
+            ],
+            timeout=target.restore_timeout,
+            env=connection.env(),
+            what="pg_restore",
+        )
+        self.restore_log = result.stderr
+        with connection.connect(dbname) as conn:  # usable: it accepts connections and answers
+            conn.execute("SELECT 1")
+        finished = time.monotonic()
+        self.record.stages.restore_s = round(finished - restore_started, 3)
+        self.record.rto_s = round(finished - started, 3)
+        self.record.tool_versions.update(
+            {"pg_restore": self._version(pg_restore), "server": self.record.target_info.server_version or ""}
+        )
+        self.restored = Restored(
+            connection=connection,
+            dbname=dbname,
+            bindir=bindir,
+            listing=listing,
+            manifest=manifest,
+            taken_at=newest.taken_at,
+            rpo_s=self.objective.rpo,
+            restore_returncode=result.returncode,
+            restore_errors=restore_messages(result.stderr),
+            require_manifest=self.source.require_manifest,
+            check_timeout=target.check_timeout,
+            jobs=jobs,
+        )
+        with contextlib.suppress(Exception):
+            self.record.largest_tables = checks_mod.largest_tables(self.restored)
+        # The dump is no longer needed once restored: free the disk before the checks run.
+        download.path.unlink(missing_ok=True)
+
+    @staticmethod
+    def _version(tool: str) -> str:
+        with contextlib.suppress(CouldNotVerify):
+            return proc.run([tool, "--version"], timeout=15).stdout.strip()
+        return "unknown"
+
+    # ----- stage 2: checks, one test item each ---------------------------------------------------------
+    def check_names(self) -> list[str]:
+        return [*TIMING_CHECKS, *checks_mod.GENERIC, *checks_mod.configured_checks(self.db_config.checks)]
+
+    def restore_outcome(self) -> CheckRecord:
+        """The restore itself as a check: passed once a usable database exists."""
+        if self.restored is not None:
+            backup = self.record.backup
+            record = CheckRecord(
+                name="restore",
+                outcome="passed",
+                detail=f"restored {backup.id} ({backup.size_bytes} bytes, taken {backup.taken_at}) into "
+                f"PostgreSQL {self.record.target_info.server_version} in {format_duration(self.record.rto_s)}",
+            )
+        elif isinstance(self.failure, BackupDefect):
+            record = CheckRecord(name="restore", outcome="failed", detail=str(self.failure))
+        else:
+            reason = str(self.failure) if self.failure else "the restore did not complete"
+            record = CheckRecord(name="restore", outcome="error", detail=f"could not verify: {reason}")
+        self.record.add_check(record)
+        return record
+
+    def restore_log_tail(self, lines: int = 40) -> str:
+        return proc.redact("\n".join(self.restore_log.strip().splitlines()[-lines:]))
+
+    def _not_run(self, name: str) -> CheckRecord:
+        reason = str(self.failure) if self.failure else "the restore did not complete"
+        return CheckRecord(name=name, outcome="error", detail=f"not run: {reason}")
+
+    def check(self, name: str) -> CheckRecord:
+        """Run one check and record it. NotApplicable propagates (the drill notes it; pytest skips)."""
+        if name in TIMING_CHECKS:
+            record = self._timing(name)
+        elif self.restored is None:
+            record = self._not_run(name)
+        else:
+            funcs = {**checks_mod.GENERIC, **checks_mod.configured_checks(self.db_config.checks)}
+            try:
+                record = checks_mod.run_check(name, funcs[name], self.restored)
+            except NotApplicable as exc:
+                self.record.notes.append(f"{name} not applicable: {exc}")
+                raise
+        self.record.add_check(record)
+        return record
+
+    def _timing(self, name: str) -> CheckRecord:
+        detail = self.record.rpo_detail
+        if name == "rpo_newest_age":
+            if self.record.rpo_s is None:
+                return self._not_run(name)
+            age, allowed = self.record.rpo_s, self.objective.rpo
+            return CheckRecord(
+                name=name,
+                outcome="passed" if age <= allowed else "failed",
+                detail=f"newest dump is {format_duration(age)} old (RPO {format_duration(allowed)})"
+                + ("" if age <= allowed else ": the backups are stale"),
+            )
+        if name == "rpo_largest_gap":
+            if not detail:
+                return self._not_run(name)
+            gap = detail.get("largest_gap_s")
+            if gap is None:
+                return CheckRecord(
+                    name=name,
+                    outcome="passed" if detail.get("dumps_in_window") else "failed",
+                    detail=f"{detail.get('dumps_in_window')} dump(s) in the "
+                    f"{detail['retention_days']}-day window: no gap to measure",
+                )
+            allowed = self.objective.rpo
+            ok = float(gap) <= allowed
+            return CheckRecord(
+                name=name,
+                outcome="passed" if ok else "failed",
+                detail=f"largest gap between consecutive dumps in the last {detail['retention_days']} "
+                f"days is {format_duration(float(gap))}, {detail['gap_from']} to {detail['gap_to']} "
+                f"(RPO {format_duration(allowed)})" + ("" if ok else ": dumps are missing"),
+            )
+        if self.record.rto_s is None:
+            return self._not_run(name)
+        rto, allowed = self.record.rto_s, self.objective.rto
+        return CheckRecord(
+            name=name,
+            outcome="passed" if rto <= allowed else "failed",
+            detail=f"fetch + restore took {format_duration(rto)} (RTO {format_duration(allowed)})",
+        )
+
+    # ----- stage 3: cleanup and the verdict --------------------------------------------------------------
+    def finish(self, reports_dir: Path | None = None) -> DrillRecord:
+        started = time.monotonic()
+        if self.instance is not None:
+            self.instance.destroy()
+        if self.fetch_dir is not None:
+            shutil.rmtree(self.fetch_dir, ignore_errors=True)
+        self.record.stages.cleanup_s = round(time.monotonic() - started, 3)
+        self.record.stages.checks_s = round(sum(c.duration_s or 0 for c in self.record.checks), 3)
+        self._verdict()
+        self.record.finished_at = iso(utcnow())
+        if reports_dir is not None:
+            self.record.write(reports_dir)
+        return self.record
+
+    def _verdict(self) -> None:
+        record = self.record
+        failed = [c for c in record.checks if c.outcome == "failed"]
+        errors = [c for c in record.checks if c.outcome == "error" and not c.detail.startswith("not run:")]
+        if isinstance(self.failure, BackupDefect):
+            record.verdict, record.reason = "failed", str(self.failure)
+        elif failed:
+            record.verdict, record.reason = "failed", f"{failed[0].name}: {failed[0].detail}"
+        elif self.failure is not None:
+            record.verdict, record.reason = "could_not_verify", str(self.failure)
+        elif errors:
+            record.verdict, record.reason = "could_not_verify", f"{errors[0].name}: {errors[0].detail}"
+        elif self.restored is None:
+            record.verdict, record.reason = "could_not_verify", "the restore did not complete"
+        elif not any(c.name in checks_mod.GENERIC and c.outcome == "passed" for c in record.checks):
+            record.verdict, record.reason = "could_not_verify", "no check of the restored database ran"
+        else:
+            record.verdict, record.reason = "passed", None

@@ -1,0 +1,192 @@
+"""The manifest: exact row counts and a structure fingerprint, read from one snapshot.
+
+The backup job reads it in the SAME snapshot pg_dump uses (pg_export_snapshot + pg_dump --snapshot),
+so a restore of that dump must reproduce it exactly. The drill reads the same facts from the restored
+database and names every difference.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+FORMAT = "restoredrill-manifest/1"
+# amcheck is installed by the drill itself to verify the restored copy; never part of the comparison.
+_IGNORED_EXTENSIONS = ("amcheck",)
+
+_USER_NAMESPACE = """
+    n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_toast%'
+    AND n.nspname NOT LIKE 'pg\\_temp\\_%'
+"""
+_NOT_FROM_EXTENSION = """
+    NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = {catalog}::regclass AND d.objid = {oid}
+                AND d.deptype = 'e')
+"""
+
+
+def _ext(catalog: str, oid: str) -> str:
+    return _NOT_FROM_EXTENSION.format(catalog=f"'{catalog}'", oid=oid)
+
+
+STRUCTURE_QUERIES: dict[str, str] = {
+    "columns": f"""
+        SELECT format('%s.%s.%s %s%s%s', quote_ident(n.nspname), quote_ident(c.relname), quote_ident(a.attname),
+               format_type(a.atttypid, a.atttypmod), CASE WHEN a.attnotnull THEN ' NOT NULL' ELSE '' END,
+               COALESCE(' DEFAULT ' || pg_get_expr(ad.adbin, ad.adrelid), ''))
+        FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+        LEFT JOIN pg_attrdef ad ON ad.adrelid = a.attrelid AND ad.adnum = a.attnum
+        WHERE c.relkind IN ('r', 'p', 'f') AND a.attnum > 0 AND NOT a.attisdropped AND {_USER_NAMESPACE}
+          AND {_ext("pg_class", "c.oid")}""",
+    "indexes": f"""
+        SELECT pg_get_indexdef(i.indexrelid)
+        FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE {_USER_NAMESPACE} AND {_ext("pg_class", "i.indrelid")}""",
+    "constraints": f"""
+        SELECT format('%s on %s: %s%s', quote_ident(con.conname), con.conrelid::regclass,
+               pg_get_constraintdef(con.oid), CASE WHEN con.convalidated THEN '' ELSE ' (not validated)' END)
+        FROM pg_constraint con JOIN pg_namespace n ON n.oid = con.connamespace
+        WHERE con.conrelid <> 0 AND {_USER_NAMESPACE} AND {_ext("pg_class", "con.conrelid")}""",
+    "sequences": f"""
+        SELECT format('%s %s start %s increment %s', s.seqrelid::regclass, format_type(s.seqtypid, NULL),
+               s.seqstart, s.seqincrement)
+        FROM pg_sequence s JOIN pg_class c ON c.oid = s.seqrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE {_USER_NAMESPACE} AND {_ext("pg_class", "c.oid")}""",
+    "extensions": "SELECT extname FROM pg_extension WHERE extname NOT IN ("
+    + ", ".join(f"'{name}'" for name in _IGNORED_EXTENSIONS)
+    + ")",
+    "views": f"""
+        SELECT format('%s.%s (%s) %s', quote_ident(n.nspname), quote_ident(c.relname),
+               CASE c.relkind WHEN 'v' THEN 'view' ELSE 'materialized view' END,
+               md5(pg_get_viewdef(c.oid)))
+        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE c.relkind IN ('v', 'm') AND {_USER_NAMESPACE} AND {_ext("pg_class", "c.oid")}""",
+    "functions": f"""
+        SELECT format('%s.%s(%s) %s', quote_ident(n.nspname), quote_ident(p.proname),
+               pg_get_function_identity_arguments(p.oid), md5(p.prosrc))
+        FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+        WHERE {_USER_NAMESPACE} AND {_ext("pg_proc", "p.oid")}""",
+    "triggers": f"""
+        SELECT pg_get_triggerdef(t.oid)
+        FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE NOT t.tgisinternal AND {_USER_NAMESPACE} AND {_ext("pg_class", "c.oid")}""",
+    "policies": """
+        SELECT format('%s on %s.%s for %s using %s check %s', quote_ident(policyname), quote_ident(schemaname),
+               quote_ident(tablename), cmd, COALESCE(qual, '-'), COALESCE(with_check, '-'))
+        FROM pg_policies""",
+    "row_security": f"""
+        SELECT format('%s.%s%s', quote_ident(n.nspname), quote_ident(c.relname),
+               CASE WHEN c.relforcerowsecurity THEN ' forced' ELSE '' END)
+        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE c.relrowsecurity AND {_USER_NAMESPACE}""",
+    "types": f"""
+        SELECT format('%s %s%s', t.oid::regtype,
+               CASE t.typtype WHEN 'e' THEN 'enum' WHEN 'd' THEN 'domain' WHEN 'c' THEN 'composite'
+                    WHEN 'r' THEN 'range' ELSE t.typtype::text END,
+               CASE WHEN t.typtype = 'e' THEN ' (' || (SELECT string_agg(quote_literal(e.enumlabel), ', '
+                    ORDER BY e.enumsortorder) FROM pg_enum e WHERE e.enumtypid = t.oid) || ')'
+                    WHEN t.typtype = 'd' THEN ' over ' || format_type(t.typbasetype, t.typtypmod) ELSE '' END)
+        FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+        WHERE t.typtype IN ('e', 'd', 'c', 'r') AND {_USER_NAMESPACE} AND {_ext("pg_type", "t.oid")}
+          AND (t.typrelid = 0 OR (SELECT c.relkind FROM pg_class c WHERE c.oid = t.typrelid) = 'c')""",
+}
+
+_TABLES = f"""
+    SELECT n.nspname, c.relname
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE c.relkind = 'r' AND {_USER_NAMESPACE} AND {_ext("pg_class", "c.oid")}
+    ORDER BY 1, 2
+"""
+
+
+def qualified(schema: str, table: str) -> str:
+    return f"{schema}.{table}"
+
+
+def structure(conn: psycopg.Connection[Any]) -> dict[str, list[str]]:
+    """Every user-visible object of the schema, as sorted lines per category."""
+    found: dict[str, list[str]] = {}
+    for category, query in STRUCTURE_QUERIES.items():
+        rows = conn.execute(query).fetchall()  # type: ignore[arg-type]
+        found[category] = sorted(str(r[0]) for r in rows)
+    return found
+
+
+def fingerprint(structure_lines: dict[str, list[str]]) -> str:
+    return hashlib.sha256(json.dumps(structure_lines, sort_keys=True).encode()).hexdigest()
+
+
+def tables(conn: psycopg.Connection[Any]) -> list[tuple[str, str]]:
+    return [(str(s), str(t)) for s, t in conn.execute(_TABLES).fetchall()]
+
+
+def row_counts(conn: psycopg.Connection[Any]) -> dict[str, int]:
+    """Exact count(*) of every user table (ONLY: partitions are counted on their own)."""
+    counts = {}
+    for schema, table in tables(conn):
+        query = sql.SQL("SELECT count(*) FROM ONLY {}.{}").format(sql.Identifier(schema), sql.Identifier(table))
+        row = conn.execute(query).fetchone()
+        counts[qualified(schema, table)] = int(row[0]) if row else 0
+    return counts
+
+
+@dataclass
+class Manifest:
+    database: str
+    taken_at: str
+    server_version: str
+    row_counts: dict[str, int]
+    structure: dict[str, list[str]]
+    pg_dump_version: str = ""
+    dump: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def structure_sha256(self) -> str:
+        return fingerprint(self.structure)
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "format": FORMAT,
+                "database": self.database,
+                "taken_at": self.taken_at,
+                "server_version": self.server_version,
+                "pg_dump_version": self.pg_dump_version,
+                "dump": self.dump,
+                "row_counts": self.row_counts,
+                "structure_sha256": self.structure_sha256,
+                "structure": self.structure,
+            },
+            indent=1,
+            sort_keys=True,
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> Manifest:
+        data = json.loads(text)
+        if data.get("format") != FORMAT:
+            raise ValueError(f"unknown manifest format {data.get('format')!r}")
+        return cls(
+            database=data["database"],
+            taken_at=data["taken_at"],
+            server_version=data["server_version"],
+            pg_dump_version=data.get("pg_dump_version", ""),
+            dump=data.get("dump", {}),
+            row_counts={k: int(v) for k, v in data["row_counts"].items()},
+            structure={k: list(v) for k, v in data["structure"].items()},
+        )
+
+
+def compare_structure(expected: dict[str, list[str]], actual: dict[str, list[str]]) -> list[str]:
+    """Sentences naming each object missing from, or unexpected in, the restored database."""
+    problems = []
+    for category in sorted(set(expected) | set(actual)):
+        want, have = set(expected.get(category, [])), set(actual.get(category, []))
+        kind = category.removesuffix("s")
+        problems += [f"missing {kind}: {x}" for x in sorted(want - have)]
+        problems += [f"unexpected {kind}: {x}" for x in sorted(have - want)]
+    return problems

@@ -1,0 +1,195 @@
+"""PostgreSQL client and server binaries by major version, and what `pg_restore --list` says of a dump."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from restoredrill import proc
+from restoredrill.errors import BackupDefect, CouldNotVerify
+
+DEBIAN_LAYOUT = Path("/usr/lib/postgresql")
+_VERSION = re.compile(r"(\d+)(?:\.(\d+))?")
+
+
+def major_of(version: str) -> int:
+    match = _VERSION.search(version)
+    if not match:
+        raise ValueError(f"no version in {version!r}")
+    return int(match.group(1))
+
+
+def _bindir_major(bindir: Path) -> int | None:
+    postgres = bindir / "postgres"
+    if not postgres.exists():
+        return None
+    try:
+        out = proc.run([postgres, "--version"], timeout=15).stdout
+    except CouldNotVerify:
+        return None
+    try:
+        return major_of(out)
+    except ValueError:
+        return None
+
+
+def available_bindirs(configured: Path | None = None) -> dict[int, Path]:
+    """Server binary folders by major: the configured one, pg_config's, and the Debian layout."""
+    candidates: list[Path] = []
+    if configured is not None:
+        candidates.append(configured)
+    else:
+        pg_config = shutil.which("pg_config")
+        if pg_config:
+            with contextlib.suppress(CouldNotVerify):
+                candidates.append(Path(proc.run([pg_config, "--bindir"], timeout=15).stdout.strip()))
+        if DEBIAN_LAYOUT.is_dir():
+            candidates.extend(sorted(p / "bin" for p in DEBIAN_LAYOUT.iterdir()))
+    found: dict[int, Path] = {}
+    for bindir in candidates:
+        major = _bindir_major(bindir)
+        if major is not None:
+            found.setdefault(major, bindir)
+    return found
+
+
+def bindir_for(major: int, configured: Path | None = None) -> Path:
+    """The server binaries to restore a dump of `major`: the same major, else the nearest newer one.
+
+    A dump from a newer server than any we have is refused: its archive may use features an older
+    pg_restore cannot read, and restoring into an older server is not what production would do.
+    """
+    found = available_bindirs(configured)
+    if not found:
+        where = configured or "PATH, pg_config or /usr/lib/postgresql"
+        raise CouldNotVerify(f"no PostgreSQL server binaries found in {where}")
+    if major in found:
+        return found[major]
+    newer = sorted(m for m in found if m > major)
+    if newer:
+        return found[newer[0]]
+    have = ", ".join(str(m) for m in sorted(found))
+    raise CouldNotVerify(
+        f"the dump comes from PostgreSQL {major}, newer than every server available here ({have}); "
+        f"install PostgreSQL {major} server binaries or set target.pg_bindir"
+    )
+
+
+@dataclass(frozen=True)
+class TocEntry:
+    dump_id: int
+    kind: str
+    schema: str
+    name: str
+
+
+@dataclass
+class DumpListing:
+    """The header and table of contents of a custom-format archive."""
+
+    server_version: str | None = None
+    pg_dump_version: str | None = None
+    archive_version: str | None = None
+    database: str | None = None
+    created_at: str | None = None
+    entries: list[TocEntry] = field(default_factory=list)
+
+    @property
+    def server_major(self) -> int | None:
+        return major_of(self.server_version) if self.server_version else None
+
+    def tables(self) -> list[tuple[str, str]]:
+        return sorted({(e.schema, e.name) for e in self.entries if e.kind == "TABLE"})
+
+    def matviews(self) -> list[tuple[str, str]]:
+        return sorted({(e.schema, e.name) for e in self.entries if e.kind == "MATERIALIZED VIEW"})
+
+
+_HEADER = {
+    "Dumped from database version": "server_version",
+    "Dumped by pg_dump version": "pg_dump_version",
+    "Dump Version": "archive_version",
+    "dbname": "database",
+}
+# Object types whose names are followed by an owner column in `pg_restore --list` lines.
+_KINDS = sorted(
+    [
+        "TABLE DATA",
+        "TABLE",
+        "MATERIALIZED VIEW DATA",
+        "MATERIALIZED VIEW",
+        "VIEW",
+        "SEQUENCE SET",
+        "SEQUENCE OWNED BY",
+        "SEQUENCE",
+        "INDEX",
+        "CONSTRAINT",
+        "FK CONSTRAINT",
+        "FUNCTION",
+        "TRIGGER",
+        "EXTENSION",
+        "SCHEMA",
+        "TYPE",
+        "POLICY",
+        "DEFAULT",
+        "COMMENT",
+        "ACL",
+        "ROW SECURITY",
+    ],
+    key=len,
+    reverse=True,
+)
+_ENTRY = re.compile(r"^(?P<id>\d+);\s+\d+\s+\d+\s+(?P<rest>.+)$")
+
+
+def parse_listing(text: str) -> DumpListing:
+    listing = DumpListing()
+    for line in text.splitlines():
+        if line.startswith(";"):
+            body = line.lstrip(";").strip()
+            if body.startswith("Archive created at"):
+                listing.created_at = body.removeprefix("Archive created at").strip()
+            key, _, value = body.partition(":")
+            attr = _HEADER.get(key.strip())
+            if attr and value.strip():
+                setattr(listing, attr, value.strip())
+            continue
+        match = _ENTRY.match(line)
+        if not match:
+            continue
+        rest = match["rest"]
+        kind = next((k for k in _KINDS if rest.startswith(k + " ")), None)
+        if kind is None:
+            continue
+        words = rest[len(kind) :].split()
+        if len(words) >= 3:  # schema, name (may contain spaces), owner
+            listing.entries.append(TocEntry(int(match["id"]), kind, words[0], " ".join(words[1:-1])))
+    return listing
+
+
+def list_dump(pg_restore: str, dump: Path, timeout: float = 300) -> DumpListing:
+    """`pg_restore --list`: proves the archive's header and TOC are readable before anything is restored."""
+    result = proc.run([pg_restore, "--list", str(dump)], timeout=timeout)
+    if result.returncode != 0:
+        detail = result.tail(3)
+        unsupported = re.search(r"unsupported version \(([\d.]+)\) in file header", detail)
+        if unsupported:
+            raise CouldNotVerify(
+                f"the dump's archive format {unsupported.group(1)} comes from a newer pg_dump than this "
+                f"pg_restore ({pg_restore}) can read; install the matching PostgreSQL client and server"
+            )
+        raise BackupDefect(f"pg_restore cannot read the archive's table of contents: {detail}")
+    listing = parse_listing(result.stdout)
+    if listing.server_version is None:
+        raise BackupDefect("the archive header names no server version; it is not a pg_dump custom archive")
+    return listing
+
+
+def client_tool(tool: str, bindir: Path | None) -> str:
+    """A client tool from the server's bindir when it has one (same major), else from PATH."""
+    if bindir is not None and (bindir / tool).exists():
+        return str(bindir / tool)
+    return proc.which(tool)

@@ -1,0 +1,298 @@
+"""A throwaway PostgreSQL: initdb in a private folder, loopback and a private socket only, a random
+scram password, always stopped and removed (also on failure, Ctrl-C, and by the janitor after a crash).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import socket
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+import psycopg
+
+from restoredrill import proc
+from restoredrill.errors import CouldNotVerify
+
+MARKER = "restoredrill-target.json"
+PREFIX = "restoredrill-"
+SUPERUSER = "postgres"
+
+# A throwaway copy is rebuilt from the backup if it crashes, so durability is pointless; these make
+# pg_restore and index builds several times faster than a production-like configuration.
+RESTORE_SETTINGS = {
+    "listen_addresses": "'127.0.0.1'",
+    "unix_socket_permissions": "0700",
+    "password_encryption": "'scram-sha-256'",
+    "fsync": "off",
+    "synchronous_commit": "off",
+    "full_page_writes": "off",
+    "wal_level": "minimal",
+    "max_wal_senders": "0",
+    "archive_mode": "off",
+    "max_wal_size": "'8GB'",
+    "checkpoint_timeout": "'30min'",
+    "shared_buffers": "'256MB'",
+    "maintenance_work_mem": "'512MB'",
+    "work_mem": "'64MB'",
+    "autovacuum": "off",
+    "log_min_messages": "'warning'",
+    "logging_collector": "off",
+}
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def workdir_base(configured: Path | None = None) -> Path:
+    base = configured or Path(os.environ.get("RESTOREDRILL_WORKDIR") or tempfile.gettempdir())
+    base.mkdir(parents=True, exist_ok=True)
+    return base
+
+
+@dataclass(frozen=True)
+class Connection:
+    host: str
+    port: int
+    user: str
+    password: str
+
+    def conninfo(self, dbname: str) -> str:
+        return psycopg.conninfo.make_conninfo(
+            host=self.host, port=self.port, user=self.user, dbname=dbname, connect_timeout=10
+        )
+
+    def env(self) -> dict[str, str]:
+        """Credentials for libpq tools, passed by environment so they never show in `ps`."""
+        return {"PGPASSWORD": self.password, "PGSSLMODE": "disable"}
+
+    def connect(self, dbname: str, autocommit: bool = True) -> psycopg.Connection:
+        return psycopg.connect(self.conninfo(dbname), password=self.password, autocommit=autocommit)
+
+
+class LocalInstance:
+    """Context manager: a running throwaway server; `with` guarantees it is stopped and deleted."""
+
+    def __init__(
+        self,
+        bindir: Path,
+        *,
+        run_id: str,
+        base: Path | None = None,
+        run_as: str | None = None,
+        start_timeout: float = 60,
+        settings: dict[str, str] | None = None,
+        label: str = "target",
+    ) -> None:
+        self.bindir = bindir
+        self.run_id = run_id
+        self.base = workdir_base(base)
+        self.user = proc.RunAs.for_server(run_as)
+        self.start_timeout = start_timeout
+        self.settings = {**RESTORE_SETTINGS, **(settings or {})}
+        self.label = label
+        self.root: Path | None = None
+        self.connection: Connection | None = None
+        self.startup_s: float | None = None
+
+    @property
+    def data(self) -> Path:
+        assert self.root is not None
+        return self.root / "data"
+
+    @property
+    def log(self) -> Path:
+        assert self.root is not None
+        return self.root / "server.log"
+
+    def __enter__(self) -> LocalInstance:
+        try:
+            self.start()
+        except BaseException:
+            self.destroy()
+            raise
+        return self
+
+    def __exit__(self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+        self.destroy()
+
+    def _tool(self, name: str) -> str:
+        return proc.which(name, self.bindir)
+
+    def start(self) -> None:
+        started = time.monotonic()
+        self.root = Path(tempfile.mkdtemp(prefix=PREFIX, dir=self.base))
+        (self.root / MARKER).write_text(
+            json.dumps({"run_id": self.run_id, "owner_pid": os.getpid(), "label": self.label, "created": time.time()})
+        )
+        password = secrets.token_urlsafe(24)
+        proc.register_secret(password)
+        socket_dir = self.root / "socket"
+        socket_dir.mkdir()
+        pwfile = self.root / "pwfile"
+        pwfile.write_text(password + "\n")
+        pwfile.chmod(0o600)
+        if self.user:
+            # The server's user must reach its folders; the root stays closed to everyone else.
+            os.chmod(self.root, 0o700)
+            for path in (self.root, socket_dir, pwfile):
+                self.user.own(path)
+            self._ensure_traversable(self.root.parent)
+        initdb = proc.run(
+            [
+                self._tool("initdb"),
+                "-D",
+                self.data,
+                "-U",
+                SUPERUSER,
+                "--auth=scram-sha-256",
+                f"--pwfile={pwfile}",
+                "--encoding=UTF8",
+                "--locale=C.UTF-8",
+                "--no-sync",
+            ],
+            timeout=120,
+            run_as=self.user,
+            what="initdb",
+        )
+        pwfile.unlink()
+        if initdb.returncode != 0:
+            raise CouldNotVerify(f"initdb of the throwaway instance failed: {initdb.tail(3)}")
+        port = free_port()
+        settings = {**self.settings, "port": str(port), "unix_socket_directories": f"'{socket_dir}'"}
+        with (self.data / "postgresql.auto.conf").open("a") as conf:
+            conf.writelines(f"{key} = {value}\n" for key, value in settings.items())
+        self.connection = Connection("127.0.0.1", port, SUPERUSER, password)
+        self._start_server()
+        self.startup_s = time.monotonic() - started
+
+    def _ensure_traversable(self, folder: Path) -> None:
+        """The server runs as another user: every folder above its data directory must let it pass."""
+        assert self.user is not None
+        for ancestor in [folder, *folder.parents]:
+            st = ancestor.stat()
+            passable = (
+                st.st_mode & 0o001
+                or (st.st_uid == self.user.uid and st.st_mode & 0o100)
+                or (st.st_gid == self.user.gid and st.st_mode & 0o010)
+            )
+            if not passable:
+                raise CouldNotVerify(
+                    f"the PostgreSQL user '{self.user.name}' cannot enter {ancestor}; "
+                    "choose another target.workdir or RESTOREDRILL_WORKDIR"
+                )
+
+    def _start_server(self) -> None:
+        result = proc.run(
+            [self._tool("pg_ctl"), "start", "-D", self.data, "-l", self.log, "-w", "-t", str(int(self.start_timeout))],
+            timeout=self.start_timeout + 15,
+            run_as=self.user,
+            what="pg_ctl start",
+        )
+        if result.returncode != 0:
+            raise CouldNotVerify(f"the throwaway PostgreSQL did not start: {self.log_tail(3) or result.tail(3)}")
+        assert self.connection is not None
+        deadline = time.monotonic() + self.start_timeout
+        while True:
+            try:
+                with self.connection.connect("postgres") as conn:
+                    conn.execute("SELECT 1")
+                return
+            except psycopg.OperationalError as exc:
+                if time.monotonic() > deadline:
+                    raise CouldNotVerify(f"the throwaway PostgreSQL does not accept connections: {exc}") from None
+                time.sleep(0.1)
+
+    def log_tail(self, lines: int = 20) -> str:
+        if self.root is None or not self.log.exists():
+            return ""
+        text = self.log.read_text(errors="replace").strip().splitlines()
+        return proc.redact("\n".join(text[-lines:]))
+
+    def server_version(self) -> str:
+        assert self.connection is not None
+        with self.connection.connect("postgres") as conn:
+            row = conn.execute("SHOW server_version").fetchone()
+        return str(row[0]) if row else "unknown"
+
+    def create_database(self, name: str) -> None:
+        assert self.connection is not None
+        with self.connection.connect("postgres") as conn:
+            conn.execute(psycopg.sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(psycopg.sql.Identifier(name)))
+
+    def destroy(self) -> None:
+        """Stop the server (fast, then immediate) and delete every file; safe to call twice."""
+        if self.root is None:
+            return
+        stop_server(self.bindir, self.data, self.user)
+        shutil.rmtree(self.root, ignore_errors=True)
+        self.root = None
+
+
+def stop_server(bindir: Path, data: Path, user: proc.RunAs | None) -> None:
+    if not (data / "postmaster.pid").exists():
+        return
+    pg_ctl = str(bindir / "pg_ctl")
+    for mode in ("fast", "immediate"):
+        with contextlib.suppress(CouldNotVerify):
+            proc.run([pg_ctl, "stop", "-D", data, "-m", mode, "-w", "-t", "20"], timeout=30, run_as=user)
+        if not (data / "postmaster.pid").exists():
+            return
+    _kill_postmaster(data)
+
+
+def _kill_postmaster(data: Path) -> None:
+    """Last resort when pg_ctl cannot stop it: SIGKILL the postmaster named in postmaster.pid."""
+    import signal
+
+    with contextlib.suppress(OSError, ValueError):
+        pid = int((data / "postmaster.pid").read_text().splitlines()[0])
+        os.kill(pid, signal.SIGKILL)
+        (data / "postmaster.pid").unlink()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def janitor(base: Path | None = None, bindir_hint: Path | None = None) -> list[Path]:
+    """Remove throwaway instances whose owning drill process is gone (crash, kill -9)."""
+    removed = []
+    root = workdir_base(base)
+    for marker in root.glob(f"{PREFIX}*/{MARKER}"):
+        folder = marker.parent
+        try:
+            info = json.loads(marker.read_text())
+        except (OSError, ValueError):
+            continue
+        if _alive(int(info.get("owner_pid", 0))):
+            continue
+        data = folder / "data"
+        bindir = bindir_hint
+        version = data / "PG_VERSION"
+        if version.exists():
+            candidate = Path("/usr/lib/postgresql") / version.read_text().strip() / "bin"
+            bindir = candidate if candidate.exists() else bindir
+        if bindir is not None:
+            stop_server(bindir, data, proc.RunAs.for_server())
+        else:
+            _kill_postmaster(data)
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder)
+    return removed
