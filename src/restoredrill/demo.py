@@ -93,30 +93,48 @@ expect = 0
 """
 
 
+def load_shop(instance: LocalInstance, database: str = DEMO_DATABASE) -> str:
+    """Create the shop schema in a running instance; returns a DSN (with password) for the backup job."""
+    assert instance.connection is not None
+    instance.create_database(database)
+    with instance.connection.connect(database) as conn:
+        conn.execute(SCHEMA.replace("%(users)s", str(USERS)))
+    return instance.connection.conninfo(database) + f" password={instance.connection.password}"
+
+
+def add_day_of_orders(instance: LocalInstance, until: datetime, database: str = DEMO_DATABASE) -> None:
+    assert instance.connection is not None
+    with instance.connection.connect(database) as conn:
+        for statement in DAY_OF_ORDERS:
+            conn.execute(statement, {"users": USERS, "n": ORDERS_PER_DAY, "until": until})  # type: ignore[arg-type]
+
+
+def make_daily_backups(
+    destination: str, *, days: int = DAYS, now: datetime | None = None, log: Callable[[str], None] = print
+) -> list[str]:
+    """A source cluster with the shop schema, one day of orders and one backup-job run per day."""
+    bindir = pgtools.bindir_for(max(pgtools.available_bindirs()))
+    now = now or datetime.now(UTC).replace(microsecond=0)
+    keys = []
+    log(f"demo: starting a source PostgreSQL ({bindir})")
+    with LocalInstance(bindir, run_id=new_run_id(), label="demo-source") as source:
+        dsn = load_shop(source)
+        for days_ago in range(days - 1, -1, -1):
+            taken_at = now - timedelta(days=days_ago)
+            add_day_of_orders(source, taken_at)
+            result = backup_logical(dsn, destination, sse=None, now=taken_at, log=lambda _m: None)
+            log(f"demo: backup job wrote {result.key} ({result.size_bytes} bytes, {result.rows} rows)")
+            keys.append(result.key)
+    return keys
+
+
 def build_demo(folder: Path, reports: Path, log: Callable[[str], None] = print) -> Path:
     """Build (or rebuild) the demo in `folder`; returns the path of its drills.toml."""
     folder = folder.resolve()
     store = folder / "backups"
     shutil.rmtree(store, ignore_errors=True)
     store.mkdir(parents=True)
-    bindir = pgtools.bindir_for(max(pgtools.available_bindirs()))
-    now = datetime.now(UTC).replace(microsecond=0)
-    log(f"demo: starting a source PostgreSQL ({bindir})")
-    with LocalInstance(bindir, run_id=new_run_id(), label="demo-source") as source:
-        assert source.connection is not None
-        source.create_database(DEMO_DATABASE)
-        with source.connection.connect(DEMO_DATABASE) as conn:
-            conn.execute(SCHEMA.replace("%(users)s", str(USERS)))
-        dsn = source.connection.conninfo(DEMO_DATABASE) + f" password={source.connection.password}"
-        for days_ago in range(DAYS - 1, -1, -1):
-            taken_at = now - timedelta(days=days_ago)
-            with source.connection.connect(DEMO_DATABASE) as conn:
-                for statement in DAY_OF_ORDERS:
-                    conn.execute(statement, {"users": USERS, "n": ORDERS_PER_DAY, "until": taken_at})  # type: ignore[arg-type]
-            result = backup_logical(
-                dsn, f"file://{store}/postgres/logical/", sse=None, now=taken_at, log=lambda _m: None
-            )
-            log(f"demo: backup job wrote {result.key} ({result.size_bytes} bytes, {result.rows} rows)")
+    make_daily_backups(f"file://{store}/postgres/logical/", log=log)
     config = folder / "drills.toml"
     config.write_text(CONFIG.format(reports=reports.resolve(), store=store, db=DEMO_DATABASE, users=USERS))
     log(f"demo: configuration in {config}")

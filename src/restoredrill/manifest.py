@@ -181,12 +181,26 @@ class Manifest:
         )
 
 
+_SINGULAR = {
+    "columns": "column",
+    "indexes": "index",
+    "constraints": "constraint",
+    "sequences": "sequence",
+    "extensions": "extension",
+    "views": "view",
+    "functions": "function",
+    "triggers": "trigger",
+    "policies": "policy",
+    "types": "type",
+}
+
+
 def compare_structure(expected: dict[str, list[str]], actual: dict[str, list[str]]) -> list[str]:
     """Sentences naming each object missing from, or unexpected in, the restored database."""
     problems = []
     for category in sorted(set(expected) | set(actual)):
         want, have = set(expected.get(category, [])), set(actual.get(category, []))
-        kind = category.removesuffix("s")
+        kind = _SINGULAR.get(category, category)
         problems += [f"missing {kind}: {x}" for x in sorted(want - have)]
         problems += [f"unexpected {kind}: {x}" for x in sorted(have - want)]
     return problems

@@ -1,0 +1,254 @@
+"""The logical drill end to end, through the CLI: it passes on healthy backups and FAILS, naming the
+defect, on broken ones. Every scenario also proves the drill left nothing behind and printed no traceback.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import AWS_SECRET, Completed, Drill, free_port, leftovers, start_moto
+
+pytestmark = pytest.mark.integration
+
+
+def assert_clean(drill: Drill, result: Completed) -> None:
+    assert "Traceback" not in result.output, result.output
+    assert AWS_SECRET not in result.output
+    assert leftovers(drill.workdir) == []
+    for path in drill.reports.rglob("*"):
+        if path.is_file():
+            assert AWS_SECRET not in path.read_text(errors="replace"), path
+
+
+def check(record: dict, name: str) -> dict:
+    return next(c for c in record["checks"] if c["name"] == name)
+
+
+def test_healthy_backups_pass_every_check(drill: Drill) -> None:
+    drill.write_config(
+        extra=(
+            "require_manifest = true\n"
+            '[[databases.shop.checks.min_rows]]\ntable = "public.users"\nmin = 2000\n'
+            '[[databases.shop.checks.freshness]]\ntable = "public.orders"\ncolumn = "created_at"\n'
+            '[[databases.shop.checks.sql]]\nname = "paid orders exist"\n'
+            "sql = \"SELECT count(*) > 0 FROM orders WHERE status = 'paid'\"\nexpect = true\n"
+        )
+    )
+    result = drill.run()
+    assert result.returncode == 0, result.output
+    record = drill.record()
+    assert record["verdict"] == "passed"
+    assert record["reason"] is None
+    outcomes = {c["name"]: c["outcome"] for c in record["checks"]}
+    expected = {
+        "restore",
+        "rpo_newest_age",
+        "rpo_largest_gap",
+        "rto",
+        "restore_errors",
+        "toc_tables",
+        "manifest_row_counts",
+        "manifest_structure",
+        "matviews_populated",
+        "amcheck",
+        "sequences",
+        "min_rows:public.users",
+        "freshness:public.orders.created_at",
+        "sql:paid orders exist",
+    }
+    assert set(outcomes) == expected
+    assert set(outcomes.values()) == {"passed"}
+    assert record["backup"]["sha256"] == record["backup"]["sha256_expected"]
+    assert record["rto_s"] > 0 and record["stages"]["restore_s"] > 0
+    assert record["largest_tables"][0]["table"] == "public.orders"
+    assert (drill.reports / "junit").is_dir() and any((drill.reports / "allure-results").iterdir())
+    assert_clean(drill, result)
+
+
+def test_truncated_dump_fails(drill: Drill) -> None:
+    newest = drill.newest()
+    newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])
+    drill.write_config()
+    result = drill.run()
+    assert result.returncode == 1, result.output
+    record = drill.record()
+    assert record["verdict"] == "failed"
+    assert "truncated" in record["reason"]
+    assert_clean(drill, result)
+
+
+def test_truncated_dump_from_another_tool_fails_on_restore_errors(drill: Drill) -> None:
+    """Without any recorded checksum, pg_restore's own errors must still fail the drill."""
+    newest = drill.newest()
+    for sidecar in newest.parent.glob("*.json"):
+        sidecar.unlink()
+    data = newest.read_bytes()
+    newest.write_bytes(data[: int(len(data) * 0.7)])
+    drill.write_config()
+    result = drill.run()
+    assert result.returncode == 1, result.output
+    record = drill.record()
+    assert record["verdict"] == "failed"
+    assert check(record, "restore_errors")["outcome"] == "failed"
+    assert "pg_restore" in record["reason"]
+    assert_clean(drill, result)
+
+
+def test_one_flipped_byte_fails_on_checksum(drill: Drill) -> None:
+    newest = drill.newest()
+    data = bytearray(newest.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    newest.write_bytes(bytes(data))
+    drill.write_config()
+    result = drill.run()
+    assert result.returncode == 1, result.output
+    record = drill.record()
+    assert record["verdict"] == "failed"
+    assert record["reason"].startswith("checksum mismatch")
+    assert check(record, "restore")["outcome"] == "failed"
+    assert_clean(drill, result)
+
+
+def test_dump_disagreeing_with_its_manifest_names_the_table_and_the_index(drill: Drill) -> None:
+    manifest_path = drill.newest().with_suffix(".manifest.json")
+    manifest = json.loads(manifest_path.read_text())
+    real_orders = manifest["row_counts"]["public.orders"]
+    manifest["row_counts"]["public.orders"] = real_orders + 5
+    ghost = "CREATE INDEX orders_amount_idx ON public.orders USING btree (amount)"
+    manifest["structure"]["indexes"].append(ghost)
+    manifest_path.write_text(json.dumps(manifest))
+    drill.write_config()
+    result = drill.run()
+    assert result.returncode == 1, result.output
+    record = drill.record()
+    assert record["verdict"] == "failed"
+    counts = check(record, "manifest_row_counts")
+    assert counts["outcome"] == "failed"
+    assert f"public.orders: manifest {real_orders + 5} rows, restored {real_orders} (-5)" in counts["detail"]
+    structure = check(record, "manifest_structure")
+    assert structure["outcome"] == "failed"
+    assert f"missing index: {ghost}" in structure["detail"]
+    assert_clean(drill, result)
+
+
+def test_no_dump_under_the_prefix_fails(drill: Drill) -> None:
+    empty = drill.root / "empty"
+    empty.mkdir()
+    drill.write_config(source=f"file://{empty}/")
+    result = drill.run()
+    assert result.returncode == 1, result.output
+    assert "no dump of 'shop' found under" in drill.record()["reason"]
+    assert_clean(drill, result)
+
+
+def test_newest_dump_older_than_the_rpo_fails_as_stale(drill: Drill) -> None:
+    for dump in drill.dumps()[-2:]:  # the last two days' dumps never happened
+        dump.unlink()
+    drill.write_config()
+    result = drill.run()
+    assert result.returncode == 1, result.output
+    record = drill.record()
+    age = check(record, "rpo_newest_age")
+    assert age["outcome"] == "failed"
+    assert "the backups are stale" in age["detail"]
+    assert check(record, "restore")["outcome"] == "passed"  # the stale dump itself still restores
+    assert record["verdict"] == "failed"
+    assert_clean(drill, result)
+
+
+def test_a_missing_day_in_the_retention_window_fails(drill: Drill) -> None:
+    dumps = drill.dumps()
+    dumps[1].unlink()
+    drill.write_config()
+    result = drill.run()
+    assert result.returncode == 1, result.output
+    record = drill.record()
+    gap = check(record, "rpo_largest_gap")
+    assert gap["outcome"] == "failed"
+    assert "is 2d" in gap["detail"] and "dumps are missing" in gap["detail"]
+    assert record["rpo_detail"]["largest_gap_s"] == pytest.approx(2 * 86400)
+    assert_clean(drill, result)
+
+
+def _strip_sidecars(dump: Path) -> None:
+    for sidecar in dump.parent.glob("*.json"):
+        sidecar.unlink()
+
+
+def test_dump_from_a_newer_server_is_refused_with_a_sentence(drill: Drill) -> None:
+    newest = drill.newest()
+    _strip_sidecars(newest)
+    data = newest.read_bytes()
+    assert b"15." in data
+    newest.write_bytes(data.replace(b"15.", b"99.", 1))  # "Dumped from database version: 99.x"
+    drill.write_config()
+    result = drill.run()
+    assert result.returncode == 3, result.output
+    record = drill.record()
+    assert record["verdict"] == "could_not_verify"
+    assert "comes from PostgreSQL 99, newer than every server available here" in record["reason"]
+    assert_clean(drill, result)
+
+
+def test_archive_format_newer_than_pg_restore_is_refused(drill: Drill) -> None:
+    newest = drill.newest()
+    _strip_sidecars(newest)
+    data = bytearray(newest.read_bytes())
+    assert data[:5] == b"PGDMP"
+    data[6] = 16  # archive format 1.16, as written by pg_dump 17
+    newest.write_bytes(bytes(data))
+    drill.write_config()
+    result = drill.run()
+    assert result.returncode == 3, result.output
+    assert "comes from a newer pg_dump" in drill.record()["reason"]
+    assert_clean(drill, result)
+
+
+def test_wrong_s3_credentials_could_not_verify(drill: Drill) -> None:
+    strict = start_moto({"INITIAL_NO_AUTH_ACTION_COUNT": "0"})  # every request must carry a known key
+    try:
+        drill.write_config(
+            source="s3://backups/postgres/logical/", extra=f'endpoint_url = "{strict.endpoint}"\nregion = "us-east-1"'
+        )
+        result = drill.run()
+    finally:
+        strict.process.terminate()
+    assert result.returncode == 3, result.output
+    record = drill.record()
+    assert record["verdict"] == "could_not_verify"
+    assert "S3 refused the credentials (InvalidAccessKeyId)" in record["reason"]
+    assert_clean(drill, result)
+
+
+def test_unreachable_endpoint_could_not_verify(drill: Drill) -> None:
+    drill.write_config(
+        source="s3://backups/postgres/logical/",
+        extra=f'endpoint_url = "http://127.0.0.1:{free_port()}"\nregion = "us-east-1"',
+    )
+    result = drill.run()
+    assert result.returncode == 3, result.output
+    assert "cannot reach the S3 endpoint" in drill.record()["reason"]
+    assert_clean(drill, result)
+
+
+def test_malformed_config_is_one_sentence_and_exit_2(drill: Drill) -> None:
+    path = drill.write_config()
+    path.write_text(path.read_text().replace('rpo = "26h"', 'rpo = "soon"'))
+    result = drill.run()
+    assert result.returncode == 2
+    assert result.output.strip().count("\n") == 0, result.output
+    assert "'objectives.logical.rpo' 'soon' is not a duration" in result.output
+    assert not drill.reports.exists()
+    assert_clean(drill, result)
+
+
+def test_missing_server_binaries_could_not_verify(drill: Drill) -> None:
+    path = drill.write_config()
+    path.write_text(path.read_text().replace("[target]\n", f'[target]\npg_bindir = "{drill.root}/nowhere"\n'))
+    result = drill.run()
+    assert result.returncode == 3, result.output
+    assert "no PostgreSQL server binaries found" in drill.record()["reason"]
+    assert_clean(drill, result)

@@ -1,0 +1,105 @@
+"""Durations, redaction, pg_restore output parsing, structure comparison, exit codes."""
+
+from __future__ import annotations
+
+import pytest
+
+from restoredrill import proc
+from restoredrill.durations import format_duration, parse_duration
+from restoredrill.evidence import DrillRecord, Objectives, overall_exit_code
+from restoredrill.layers.logical import restore_messages
+from restoredrill.manifest import compare_structure
+from restoredrill.pgtools import parse_listing
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("26h", 93600), ("90m", 5400), ("1d12h", 129600), ("45s", 45), ("1.5h", 5400), (30, 30)]
+)
+def test_durations(text: str | int, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "h", "26", "26x", "1h 2", "-1h", True])
+def test_bad_durations_are_refused(text: object) -> None:
+    with pytest.raises(ValueError, match=r"duration|not a"):
+        parse_duration(text)  # type: ignore[arg-type]
+
+
+def test_format_duration() -> None:
+    assert format_duration(12.34) == "12.3s"
+    assert format_duration(93784) == "1d2h"
+    assert format_duration(None) == "n/a"
+
+
+def test_redaction_of_registered_secrets_and_known_patterns() -> None:
+    proc.register_secret("s3cr3t-Passw0rd")
+    text = (
+        "connect host=x password=hunter22 failed; PGPASSWORD=abcdef; s3cr3t-Passw0rd; postgresql://bob:topsecret@db/x"
+    )
+    redacted = proc.redact(text)
+    for secret in ("hunter22", "abcdef", "s3cr3t-Passw0rd", "topsecret"):
+        assert secret not in redacted
+    assert "password=***" in redacted
+    assert "postgresql://bob:***@db/x" in redacted
+
+
+def test_restore_messages_finds_errors_even_with_exit_code_zero() -> None:
+    stderr = (
+        "pg_restore: while PROCESSING TOC:\n"
+        'pg_restore: error: could not execute query: ERROR:  role "app" does not exist\n'
+        "pg_restore: warning: errors ignored on restore: 1\n"
+    )
+    assert restore_messages(stderr) == ['could not execute query: ERROR:  role "app" does not exist']
+    assert restore_messages("pg_restore: warning: errors ignored on restore: 3\n") == ["pg_restore ignored 3 error(s)"]
+    assert restore_messages("") == []
+
+
+LISTING = """;
+; Archive created at 2026-11-26 04:09:49 UTC
+;     dbname: shop
+;     TOC Entries: 40
+;     Dump Version: 1.14-0
+;     Format: CUSTOM
+;     Dumped from database version: 15.18 (Debian 15.18-0+deb12u1)
+;     Dumped by pg_dump version: 15.18 (Debian 15.18-0+deb12u1)
+;
+; Selected TOC Entries:
+;
+216; 1259 16390 TABLE public orders postgres
+217; 1259 16399 MATERIALIZED VIEW public daily_revenue postgres
+3360; 0 16390 TABLE DATA public orders postgres
+3370; 0 16399 MATERIALIZED VIEW DATA public daily_revenue postgres
+3200; 1259 16400 INDEX public orders_created_at_idx postgres
+"""
+
+
+def test_parse_listing_header_and_entries() -> None:
+    listing = parse_listing(LISTING)
+    assert listing.server_major == 15
+    assert listing.archive_version == "1.14-0"
+    assert listing.database == "shop"
+    assert listing.tables() == [("public", "orders")]
+    assert listing.matviews() == [("public", "daily_revenue")]
+    assert {e.kind for e in listing.entries} >= {"TABLE DATA", "MATERIALIZED VIEW DATA", "INDEX"}
+
+
+def test_compare_structure_names_missing_and_unexpected_objects() -> None:
+    expected = {"indexes": ["CREATE INDEX a ON t (x)", "CREATE INDEX b ON t (y)"], "extensions": ["plpgsql"]}
+    actual = {"indexes": ["CREATE INDEX a ON t (x)"], "extensions": ["plpgsql", "postgis"]}
+    assert compare_structure(expected, actual) == [
+        "unexpected extension: postgis",
+        "missing index: CREATE INDEX b ON t (y)",
+    ]
+
+
+def _record(verdict: str) -> DrillRecord:
+    return DrillRecord(
+        run_id="r", database="d", layer="logical", verdict=verdict, objectives=Objectives(rto_s=1, rpo_s=1)
+    )
+
+
+def test_overall_exit_codes() -> None:
+    assert overall_exit_code([_record("passed")]) == 0
+    assert overall_exit_code([_record("passed"), _record("failed"), _record("could_not_verify")]) == 1
+    assert overall_exit_code([_record("passed"), _record("could_not_verify")]) == 3
+    assert overall_exit_code([]) == 3
