@@ -22,7 +22,7 @@ import pytest
 from restoredrill.demo import make_daily_backups
 from restoredrill.targets.local import PREFIX
 
-AWS_SECRET = "test-secret-Zq9xW3vR7pL2"  # planted so tests can prove it never leaks
+AWS_SECRET = "test-secret-Zq9xW3vR7pL2"  # noqa: S105 planted so tests can prove it never leaks
 AWS_ENV = {
     "AWS_ACCESS_KEY_ID": "testing-key",
     "AWS_SECRET_ACCESS_KEY": AWS_SECRET,

@@ -62,9 +62,11 @@ def test_healthy_backups_pass_every_check(drill: Drill) -> None:
     assert set(outcomes) == expected
     assert set(outcomes.values()) == {"passed"}
     assert record["backup"]["sha256"] == record["backup"]["sha256_expected"]
-    assert record["rto_s"] > 0 and record["stages"]["restore_s"] > 0
+    assert record["rto_s"] > 0
+    assert record["stages"]["restore_s"] > 0
     assert record["largest_tables"][0]["table"] == "public.orders"
-    assert (drill.reports / "junit").is_dir() and any((drill.reports / "allure-results").iterdir())
+    assert (drill.reports / "junit").is_dir()
+    assert any((drill.reports / "allure-results").iterdir())
     assert_clean(drill, result)
 
 
@@ -168,7 +170,8 @@ def test_a_missing_day_in_the_retention_window_fails(drill: Drill) -> None:
     record = drill.record()
     gap = check(record, "rpo_largest_gap")
     assert gap["outcome"] == "failed"
-    assert "is 2d" in gap["detail"] and "dumps are missing" in gap["detail"]
+    assert "is 2d" in gap["detail"]
+    assert "dumps are missing" in gap["detail"]
     assert record["rpo_detail"]["largest_gap_s"] == pytest.approx(2 * 86400)
     assert_clean(drill, result)
 

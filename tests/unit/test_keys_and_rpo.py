@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime, timedelta
 
 from hypothesis import given
@@ -63,6 +64,6 @@ def test_largest_gap_is_the_max_of_consecutive_differences(offsets: list[int]) -
     times = sorted(now - timedelta(seconds=o) for o in offsets)
     dumps = dumps_of(PREFIX, "db", [(dump_key(PREFIX, "db", t), 1) for t in times])
     point = recovery_point(dumps, now, retention_days=90)
-    expected = max(((b - a).total_seconds() for a, b in zip(times, times[1:], strict=False)), default=None)
+    expected = max(((b - a).total_seconds() for a, b in itertools.pairwise(times)), default=None)
     assert point.largest_gap_s == expected
     assert point.newest_age_s == (now - times[-1]).total_seconds()
