@@ -354,6 +354,7 @@ def pg_ctl_stop(data: Path) -> None:
 def bare_restore(work: Path, endpoint: str, key: str, scale: int, index: int) -> BareRun:
     """Download -> initdb -> pg_ctl start -> createdb -> pg_restore -> count(*), all timed; teardown apart."""
     folder = Path(tempfile.mkdtemp(prefix=f"bare-{index}-", dir=work))
+    folder.chmod(0o711)
     cluster = folder / "pg"  # postgres-owned; the dump and the log stay root's
     cluster.mkdir(mode=0o700)
     chown_server_user(cluster)

@@ -63,7 +63,8 @@ class MotoServer:
 
 def start_moto(extra_env: dict[str, str] | None = None) -> MotoServer:
     port = free_port()
-    moto = shutil.which("moto_server") or "moto_server"
+    beside_python = Path(sys.executable).with_name("moto_server")
+    moto = str(beside_python) if beside_python.exists() else shutil.which("moto_server") or "moto_server"
     process = subprocess.Popen(
         [moto, "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,

@@ -1,0 +1,40 @@
+# The two commands of the README:  `make demo`  and  `make test`.
+# Both install what they need first (system packages once, a virtualenv in .venv).
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(CURDIR)/$(VENV)/bin
+export PATH := $(BIN):$(PATH)
+# Tests run two workers on two cores; override with `make test WORKERS=4`.
+WORKERS ?= 2
+
+.PHONY: demo test install system python lint bench clean
+
+demo: install
+	$(BIN)/restoredrill demo
+
+test: install lint
+	$(BIN)/pytest -n $(WORKERS) tests
+
+install: system python
+
+system:
+	./scripts/install-system.sh
+
+python: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+lint: python
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+bench: install
+	$(BIN)/python bench/bench_logical.py
+
+clean:
+	rm -rf $(VENV) .demo reports/evidence reports/allure-results reports/junit

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# System packages restoredrill needs, installed only when missing (Debian/Ubuntu, as root or with sudo).
+# - PostgreSQL server + client binaries (initdb, pg_ctl, pg_restore, pg_amcheck, pg_dump)
+# The distribution's cluster auto-creation is switched off: restoredrill starts its own throwaway instances.
+set -euo pipefail
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  SUDO="sudo"
+fi
+
+have_server() {
+  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ls /usr/lib/postgresql/*/bin/pg_amcheck >/dev/null 2>&1
+}
+
+packages=()
+have_server || packages+=(postgresql postgresql-contrib)
+command -v pg_restore >/dev/null 2>&1 || packages+=(postgresql-client)
+getent passwd postgres >/dev/null 2>&1 || packages+=(postgresql-common)
+
+if [ "${#packages[@]}" -eq 0 ]; then
+  echo "system packages: all present"
+  exit 0
+fi
+
+echo "system packages: installing ${packages[*]}"
+$SUDO mkdir -p /etc/postgresql-common
+echo "create_main_cluster = false" | $SUDO tee /etc/postgresql-common/createcluster.conf >/dev/null
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
+echo "system packages: done"
