@@ -255,3 +255,29 @@ def test_missing_server_binaries_could_not_verify(drill: Drill) -> None:
     assert result.returncode == 3, result.output
     assert "no PostgreSQL server binaries found" in drill.record()["reason"]
     assert_clean(drill, result)
+
+
+def test_databases_in_parallel_restore_once_each(drill: Drill) -> None:
+    """With pytest-xdist, all items of one database stay on one worker: one restore, one complete record."""
+    drill.write_config(
+        extra=f'\n[databases.shop_copy.logical]\nsource = "file://{drill.prefix}/"\ndump_name = "shop"\n'
+    )
+    result = drill.run("-n", "2")
+    assert result.returncode == 0, result.output
+    records = sorted((drill.reports / "evidence").glob("*.json"))
+    assert len(records) == 2
+    for path in records:
+        record = json.loads(path.read_text())
+        assert record["verdict"] == "passed"
+        assert len(record["checks"]) == 11, [c["name"] for c in record["checks"]]
+        assert record["notes"] == []
+    assert_clean(drill, result)
+
+
+def test_selecting_some_checks_is_recorded_as_a_partial_drill(drill: Drill) -> None:
+    drill.write_config()
+    result = drill.run("-k", "amcheck")
+    assert result.returncode == 0, result.output
+    record = drill.record()
+    assert [c["name"] for c in record["checks"]] == ["amcheck"]
+    assert any(note.startswith("partial drill: 10 check(s) were not selected") for note in record["notes"])

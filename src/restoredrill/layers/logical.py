@@ -332,6 +332,10 @@ class LogicalDrill:
             shutil.rmtree(self.fetch_dir, ignore_errors=True)
         self.record.stages.cleanup_s = round(time.monotonic() - started, 3)
         self.record.stages.checks_s = round(sum(c.duration_s or 0 for c in self.record.checks), 3)
+        ran = {c.name for c in self.record.checks} | {n.split(" not applicable")[0] for n in self.record.notes}
+        skipped = [n for n in ["restore", *self.check_names()] if n not in ran]
+        if skipped:
+            self.record.notes.append(f"partial drill: {len(skipped)} check(s) were not selected: {', '.join(skipped)}")
         self._verdict()
         self.record.finished_at = iso(utcnow())
         if reports_dir is not None:
