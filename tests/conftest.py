@@ -190,6 +190,17 @@ def drill(backup_template: Path, workdir: Path) -> Iterator[Drill]:
     shutil.rmtree(root, ignore_errors=True)
 
 
+def tree_digest(folder: Path) -> dict[str, str]:
+    """Name -> sha256 of every file below a folder: proves a drill left the backups untouched."""
+    import hashlib
+
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
 def leftovers(workdir: Path) -> list[str]:
     """Throwaway folders or server processes a drill left behind in its workdir."""
     found = [str(p) for p in workdir.glob(f"{PREFIX}*")]

@@ -5,11 +5,20 @@ defect, on broken ones. Every scenario also proves the drill left nothing behind
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import AWS_SECRET, Completed, Drill, free_port, leftovers, start_moto
+from tests.conftest import (
+    AWS_SECRET,
+    Completed,
+    Drill,
+    free_port,
+    leftovers,
+    listening_ports_of,
+    start_moto,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -18,6 +27,7 @@ def assert_clean(drill: Drill, result: Completed) -> None:
     assert "Traceback" not in result.output, result.output
     assert AWS_SECRET not in result.output
     assert leftovers(drill.workdir) == []
+    assert listening_ports_of(drill.workdir) == []
     for path in drill.reports.rglob("*"):
         if path.is_file():
             assert AWS_SECRET not in path.read_text(errors="replace"), path
@@ -281,3 +291,25 @@ def test_selecting_some_checks_is_recorded_as_a_partial_drill(drill: Drill) -> N
     record = drill.record()
     assert [c["name"] for c in record["checks"]] == ["amcheck"]
     assert any(note.startswith("partial drill: 10 check(s) were not selected") for note in record["notes"])
+
+
+def test_healthy_dump_from_another_tool_passes_without_a_manifest(drill: Drill) -> None:
+    _strip_sidecars(drill.newest())
+    drill.write_config()
+    result = drill.run()
+    assert result.returncode == 0, result.output
+    record = drill.record()
+    assert record["verdict"] == "passed"
+    names = {c["name"] for c in record["checks"]}
+    assert "manifest_row_counts" not in names
+    assert {"restore", "toc_tables", "amcheck", "sequences"} <= names
+    assert any("no checksum recorded" in note for note in record["notes"])
+    assert any(note.startswith("manifest_row_counts not applicable") for note in record["notes"])
+
+    shutil.rmtree(drill.reports)
+    drill.write_config(extra="require_manifest = true")
+    strict = drill.run()
+    assert strict.returncode == 1, strict.output
+    record = drill.record()
+    assert record["verdict"] == "failed"
+    assert "has no manifest" in record["reason"]
