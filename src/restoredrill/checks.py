@@ -48,7 +48,7 @@ class Restored:
     connection: Connection
     dbname: str
     bindir: Path
-    listing: DumpListing
+    listing: DumpListing | None
     manifest: Manifest | None
     taken_at: datetime
     rpo_s: float
@@ -98,6 +98,8 @@ TOC_SQL = "SELECT to_regclass(format('%%I.%%I', %s::text, %s::text)) IS NOT NULL
 
 
 def toc_tables(db: Restored) -> CheckRecord:
+    if db.listing is None:
+        raise NotApplicable("a physical backup has no table of contents")
     wanted = db.listing.tables()
     if not wanted:
         return _record("toc_tables", False, "the dump's table of contents lists no table at all")
@@ -179,6 +181,8 @@ MATVIEW_SQL = "SELECT schemaname, matviewname, ispopulated FROM pg_matviews"
 
 
 def matviews_populated(db: Restored) -> CheckRecord:
+    if db.listing is None:
+        raise NotApplicable("a physical backup keeps materialized views as they were")
     expected = {(e.schema, e.name) for e in db.listing.entries if e.kind == "MATERIALIZED VIEW DATA"}
     with db.connect() as conn:
         rows = {(str(s), str(n)): bool(p) for s, n, p in conn.execute(MATVIEW_SQL).fetchall()}

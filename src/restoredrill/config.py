@@ -91,9 +91,46 @@ class Checks(Strict):
     sql: list[CustomSql] = []
 
 
+class Marker(Strict):
+    """A heartbeat table that gets a timestamped row every `interval`: proves how far WAL was replayed."""
+
+    table: str = "public.restoredrill_heartbeat"
+    column: str = "beat_at"
+    interval: Seconds = 1.0
+    tolerance: Seconds = Field(30.0, description="archive delay allowed between the newest beat and newest WAL")
+
+
+class Ledger(Strict):
+    """An append-only table with track_commit_timestamp on: a PITR restore must hold exactly the rows
+    committed at or before its target."""
+
+    table: str
+    id_column: str = "id"
+    examples: int = Field(2, ge=1, le=20, description="random PITR targets tried per drill")
+
+
+class PgBackRestSource(Strict):
+    stanza: str
+    config: Path | None = Field(None, description="the user's own pgbackrest.conf (never rewritten)")
+    options: list[str] = Field([], description="extra pgbackrest flags, e.g. --repo1-s3-uri-style=path")
+    cipher_pass_env: str | None = Field(None, description="env var holding repo1-cipher-pass")
+    database: str | None = Field(None, description="database checked in the restored cluster (default: the name)")
+    superuser: str = "postgres"
+    recovery_targets: list[Literal["latest", "immediate", "time"]] = ["latest", "immediate", "time"]
+    pitr_target: str = Field("1h", description="an ISO time, or a duration before the newest archived WAL")
+    wal_segment_mb: int = Field(16, ge=1)
+    marker: Marker | None = None
+    ledger: Ledger | None = None
+    job_retry: int = Field(0, ge=0, description="pgbackrest --job-retry: 0 reports corruption in seconds")
+
+
+Layer = Literal["logical", "pgbackrest"]
+
+
 class Database(Strict):
     logical: LogicalSource | None = None
-    objectives: dict[Literal["logical"], PartialObjective] = {}
+    pgbackrest: PgBackRestSource | None = None
+    objectives: dict[Layer, PartialObjective] = {}
     checks: Checks = Checks()
 
 
@@ -109,7 +146,7 @@ class Target(Strict):
 
 
 class DrillConfig(Strict):
-    objectives: dict[Literal["logical"], Objective]
+    objectives: dict[Layer, Objective]
     target: Target = Target()
     reports_dir: Path = Path("reports")
     databases: dict[str, Database]
@@ -121,7 +158,7 @@ class DrillConfig(Strict):
             raise ValueError("names no database to drill")
         return value
 
-    def objective(self, database: str, layer: Literal["logical"]) -> Objective:
+    def objective(self, database: str, layer: Layer) -> Objective:
         base = self.objectives.get(layer)
         override = self.databases[database].objectives.get(layer, PartialObjective())
         if base is None and (override.rpo is None or override.rto is None):
@@ -131,7 +168,7 @@ class DrillConfig(Strict):
             rto=override.rto if override.rto is not None else base.rto,  # type: ignore[union-attr]
         )
 
-    def databases_with(self, layer: Literal["logical"]) -> list[str]:
+    def databases_with(self, layer: Layer) -> list[str]:
         return [name for name, db in self.databases.items() if getattr(db, layer) is not None]
 
 
@@ -158,9 +195,10 @@ def parse_config(data: dict[str, Any], origin: str = "configuration") -> DrillCo
         more = len(exc.errors()) - 1
         suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
         raise ConfigError(f"{origin}: {_sentence(first)}{suffix}") from None
-    for name in config.databases:
-        if config.databases[name].logical is not None:
-            config.objective(name, "logical")
+    for name, database in config.databases.items():
+        for layer in ("logical", "pgbackrest"):
+            if getattr(database, layer) is not None:
+                config.objective(name, layer)  # type: ignore[arg-type]
     return config
 
 

@@ -13,22 +13,21 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from restoredrill import checks as checks_mod
 from restoredrill import pgtools, proc
-from restoredrill.checks import NotApplicable, Restored
+from restoredrill.checks import Restored
 from restoredrill.config import DrillConfig
 from restoredrill.durations import format_duration
-from restoredrill.errors import BackupDefect, CouldNotVerify, RestoreDrillError
-from restoredrill.evidence import CheckRecord, DrillRecord, Objectives, base_tool_versions, iso, utcnow
+from restoredrill.errors import BackupDefect, CouldNotVerify
+from restoredrill.evidence import CheckRecord, iso, utcnow
+from restoredrill.layers.base import CheckFunction, Drill, Log
 from restoredrill.layers.logical_keys import DumpKey, dumps_of, recovery_point
 from restoredrill.manifest import Manifest
 from restoredrill.stores import open_store
 from restoredrill.targets.local import MARKER, PREFIX, LocalInstance, workdir_base
 
-Log = Callable[[str], None]
 _ERROR_LINE = re.compile(r"^pg_restore: error: (.*)$")
 _IGNORED = re.compile(r"errors ignored on restore: (\d+)")
 TIMING_CHECKS = ("rpo_newest_age", "rpo_largest_gap", "rto")
@@ -43,46 +42,22 @@ def restore_messages(stderr: str) -> list[str]:
     return errors
 
 
-class LogicalDrill:
+class LogicalDrill(Drill):
     layer = "logical"
+    timing_checks = TIMING_CHECKS
 
     def __init__(self, config: DrillConfig, database: str, run_id: str, log: Log = lambda _m: None) -> None:
-        self.config = config
-        self.database = database
-        self.db_config = config.databases[database]
+        super().__init__(config, database, run_id, log)
         source = self.db_config.logical
         if source is None:
             raise ValueError(f"{database} has no logical layer")
         self.source = source
-        self.objective = config.objective(database, "logical")
-        self.log = log
-        self.record = DrillRecord(
-            run_id=run_id,
-            database=database,
-            layer="logical",
-            target="local",
-            objectives=Objectives(rto_s=self.objective.rto, rpo_s=self.objective.rpo),
-            tool_versions=base_tool_versions(),
-        )
-        self.failure: RestoreDrillError | None = None
-        self.restored: Restored | None = None
         self.instance: LocalInstance | None = None
         self.fetch_dir: Path | None = None
         self.restore_log = ""
         self.newest: DumpKey | None = None
 
     # ----- stage 1: everything up to a usable restored database -------------------------------------
-    def prepare(self) -> None:
-        """Discover, fetch, verify and restore. Failures are kept, not raised: the checks report them."""
-        try:
-            self._prepare()
-        except RestoreDrillError as exc:
-            self.failure = exc
-            self.log(f"{self.database}: {exc}")
-        except KeyboardInterrupt:
-            self.failure = CouldNotVerify("the drill was interrupted")
-            raise
-
     def _prepare(self) -> None:
         now = utcnow()
         store, prefix = open_store(
@@ -238,49 +213,18 @@ class LogicalDrill:
         return "unknown"
 
     # ----- stage 2: checks, one test item each ---------------------------------------------------------
-    def check_names(self) -> list[str]:
-        return [*TIMING_CHECKS, *checks_mod.GENERIC, *checks_mod.configured_checks(self.db_config.checks)]
+    def database_checks(self) -> dict[str, CheckFunction]:
+        return {**checks_mod.GENERIC, **checks_mod.configured_checks(self.db_config.checks)}
 
-    def restore_outcome(self) -> CheckRecord:
-        """The restore itself as a check: passed once a usable database exists."""
-        if self.restored is not None:
-            backup = self.record.backup
-            record = CheckRecord(
-                name="restore",
-                outcome="passed",
-                detail=f"restored {backup.id} ({backup.size_bytes} bytes, taken {backup.taken_at}) into "
-                f"PostgreSQL {self.record.target_info.server_version} in {format_duration(self.record.rto_s)}",
-            )
-        elif isinstance(self.failure, BackupDefect):
-            record = CheckRecord(name="restore", outcome="failed", detail=str(self.failure))
-        else:
-            reason = str(self.failure) if self.failure else "the restore did not complete"
-            record = CheckRecord(name="restore", outcome="error", detail=f"could not verify: {reason}")
-        self.record.add_check(record)
-        return record
+    def restore_detail(self) -> str:
+        backup = self.record.backup
+        return (
+            f"restored {backup.id} ({backup.size_bytes} bytes, taken {backup.taken_at}) into "
+            f"PostgreSQL {self.record.target_info.server_version} in {format_duration(self.record.rto_s)}"
+        )
 
     def restore_log_tail(self, lines: int = 40) -> str:
         return proc.redact("\n".join(self.restore_log.strip().splitlines()[-lines:]))
-
-    def _not_run(self, name: str) -> CheckRecord:
-        reason = str(self.failure) if self.failure else "the restore did not complete"
-        return CheckRecord(name=name, outcome="error", detail=f"not run: {reason}")
-
-    def check(self, name: str) -> CheckRecord:
-        """Run one check and record it. NotApplicable propagates (the drill notes it; pytest skips)."""
-        if name in TIMING_CHECKS:
-            record = self._timing(name)
-        elif self.restored is None:
-            record = self._not_run(name)
-        else:
-            funcs = {**checks_mod.GENERIC, **checks_mod.configured_checks(self.db_config.checks)}
-            try:
-                record = checks_mod.run_check(name, funcs[name], self.restored)
-            except NotApplicable as exc:
-                self.record.notes.append(f"{name} not applicable: {exc}")
-                raise
-        self.record.add_check(record)
-        return record
 
     def _timing(self, name: str) -> CheckRecord:
         detail = self.record.rpo_detail
@@ -314,49 +258,11 @@ class LogicalDrill:
                 f"days is {format_duration(float(gap))}, {detail['gap_from']} to {detail['gap_to']} "
                 f"(RPO {format_duration(allowed)})" + ("" if ok else ": dumps are missing"),
             )
-        if self.record.rto_s is None:
-            return self._not_run(name)
-        rto, allowed = self.record.rto_s, self.objective.rto
-        return CheckRecord(
-            name=name,
-            outcome="passed" if rto <= allowed else "failed",
-            detail=f"fetch + restore took {format_duration(rto)} (RTO {format_duration(allowed)})",
-        )
+        return self.rto_check("fetch + restore")
 
-    # ----- stage 3: cleanup and the verdict --------------------------------------------------------------
-    def finish(self, reports_dir: Path | None = None) -> DrillRecord:
-        started = time.monotonic()
+    # ----- stage 3: cleanup -------------------------------------------------------------------------------
+    def _cleanup(self) -> None:
         if self.instance is not None:
             self.instance.destroy()
         if self.fetch_dir is not None:
             shutil.rmtree(self.fetch_dir, ignore_errors=True)
-        self.record.stages.cleanup_s = round(time.monotonic() - started, 3)
-        self.record.stages.checks_s = round(sum(c.duration_s or 0 for c in self.record.checks), 3)
-        ran = {c.name for c in self.record.checks} | {n.split(" not applicable")[0] for n in self.record.notes}
-        skipped = [n for n in ["restore", *self.check_names()] if n not in ran]
-        if skipped:
-            self.record.notes.append(f"partial drill: {len(skipped)} check(s) were not selected: {', '.join(skipped)}")
-        self._verdict()
-        self.record.finished_at = iso(utcnow())
-        if reports_dir is not None:
-            self.record.write(reports_dir)
-        return self.record
-
-    def _verdict(self) -> None:
-        record = self.record
-        failed = [c for c in record.checks if c.outcome == "failed"]
-        errors = [c for c in record.checks if c.outcome == "error" and not c.detail.startswith("not run:")]
-        if isinstance(self.failure, BackupDefect):
-            record.verdict, record.reason = "failed", str(self.failure)
-        elif failed:
-            record.verdict, record.reason = "failed", f"{failed[0].name}: {failed[0].detail}"
-        elif self.failure is not None:
-            record.verdict, record.reason = "could_not_verify", str(self.failure)
-        elif errors:
-            record.verdict, record.reason = "could_not_verify", f"{errors[0].name}: {errors[0].detail}"
-        elif self.restored is None:
-            record.verdict, record.reason = "could_not_verify", "the restore did not complete"
-        elif not any(c.name in checks_mod.GENERIC and c.outcome == "passed" for c in record.checks):
-            record.verdict, record.reason = "could_not_verify", "no check of the restored database ran"
-        else:
-            record.verdict, record.reason = "passed", None

@@ -93,6 +93,7 @@ class LocalInstance:
         start_timeout: float = 60,
         settings: dict[str, str] | None = None,
         label: str = "target",
+        auth_local: str = "scram-sha-256",
     ) -> None:
         self.bindir = bindir
         self.run_id = run_id
@@ -101,6 +102,7 @@ class LocalInstance:
         self.start_timeout = start_timeout
         self.settings = {**RESTORE_SETTINGS, **(settings or {})}
         self.label = label
+        self.auth_local = auth_local
         self.root: Path | None = None
         self.connection: Connection | None = None
         self.startup_s: float | None = None
@@ -155,7 +157,8 @@ class LocalInstance:
                 self.data,
                 "-U",
                 SUPERUSER,
-                "--auth=scram-sha-256",
+                "--auth-host=scram-sha-256",
+                f"--auth-local={self.auth_local}",
                 f"--pwfile={pwfile}",
                 "--encoding=UTF8",
                 "--locale=C.UTF-8",

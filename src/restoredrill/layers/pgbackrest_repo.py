@@ -1,0 +1,253 @@
+"""The user's pgBackRest repository, read through pgbackrest itself: info, repo-ls, verify, restore.
+
+Never rewrites the user's config: it is passed with --config, and our own lock/log/spool folders are given
+as flags, so nothing system-wide is touched. The cipher passphrase travels only in the environment
+(PGBACKREST_REPO1_CIPHER_PASS), never on a command line. Every call is read-only except `restore`, which
+writes only into the new data directory (`--archive-mode=off` keeps the copy from archiving into the repo).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from restoredrill import proc
+from restoredrill.errors import BackupDefect, ConfigError, CouldNotVerify
+from restoredrill.layers.wal import Segment, parse_segment
+
+
+@dataclass(frozen=True)
+class BackupSet:
+    label: str
+    type: str
+    started_at: datetime
+    stopped_at: datetime
+    archive_start: str | None
+    archive_stop: str | None
+    size_bytes: int
+    repo_size_bytes: int
+    database_version: str
+    error: bool
+
+    def evidence(self) -> dict[str, Any]:
+        return {
+            "label": self.label,
+            "type": self.type,
+            "start": _iso(self.started_at),
+            "stop": _iso(self.stopped_at),
+            "wal_start": self.archive_start,
+            "wal_stop": self.archive_stop,
+            "size_bytes": self.size_bytes,
+            "repo_size_bytes": self.repo_size_bytes,
+            "database_version": self.database_version,
+            "error": self.error,
+        }
+
+
+@dataclass(frozen=True)
+class ArchivedWal:
+    name: str
+    segment: Segment
+    archived_at: datetime
+
+
+@dataclass
+class StanzaInfo:
+    stanza: str
+    backups: list[BackupSet]
+    archive_id: str | None
+    archive_min: str | None
+    archive_max: str | None
+    cipher: str
+    database_version: str | None
+    wal: list[ArchivedWal] = field(default_factory=list)
+
+    @property
+    def newest(self) -> BackupSet:
+        return self.backups[-1]
+
+    @property
+    def oldest_full(self) -> BackupSet | None:
+        return next((b for b in self.backups if b.type == "full"), None)
+
+    @property
+    def newest_wal(self) -> ArchivedWal | None:
+        return max(self.wal, key=lambda w: (w.segment, w.archived_at), default=None)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _epoch(value: int) -> datetime:
+    return datetime.fromtimestamp(int(value), UTC)
+
+
+_STATUS = {
+    1: "the stanza does not exist in the repository (missing stanza path)",
+    2: "the stanza has no backup",
+    3: "the stanza has no valid backup",
+    4: "the stanza's repositories disagree",
+    99: "pgBackRest could not read the repository (a wrong cipher passphrase, or unreachable storage)",
+}
+
+
+class PgBackRest:
+    def __init__(
+        self,
+        stanza: str,
+        *,
+        config: Path | None,
+        options: list[str],
+        cipher_pass_env: str | None,
+        workdir: Path,
+        run_as: proc.RunAs | None,
+        segment_mb: int = 16,
+        timeout: float = 600,
+    ) -> None:
+        self.stanza = stanza
+        self.config = config
+        self.options = options
+        self.workdir = workdir
+        self.run_as = run_as
+        self.segment_mb = segment_mb
+        self.timeout = timeout
+        self.env: dict[str, str] = {}
+        if any(o.split("=", 1)[0].endswith("cipher-pass") for o in options):
+            raise ConfigError("pgbackrest options must not carry the cipher passphrase; use cipher_pass_env")
+        if config is not None and not config.exists():
+            raise ConfigError(f"pgBackRest config {config} does not exist")
+        if cipher_pass_env:
+            passphrase = os.environ.get(cipher_pass_env)
+            if not passphrase:
+                raise CouldNotVerify(f"the cipher passphrase variable {cipher_pass_env} is not set")
+            proc.register_secret(passphrase)
+            self.env["PGBACKREST_REPO1_CIPHER_PASS"] = passphrase
+        for folder in ("lock", "log", "spool"):
+            (workdir / folder).mkdir(parents=True, exist_ok=True)
+            if run_as:
+                run_as.own(workdir / folder)
+
+    def _args(self, command: str, *extra: str, console: str = "warn") -> list[str]:
+        args = [proc.which("pgbackrest")]
+        if self.config is not None:
+            args.append(f"--config={self.config}")
+        args += [
+            f"--stanza={self.stanza}",
+            f"--lock-path={self.workdir / 'lock'}",
+            f"--log-path={self.workdir / 'log'}",
+            f"--spool-path={self.workdir / 'spool'}",
+            "--log-level-file=off",
+            f"--log-level-console={console}",
+            *self.options,
+            *extra,
+            command,
+        ]
+        return args
+
+    def run(self, command: str, *extra: str, console: str = "warn", timeout: float | None = None) -> proc.Completed:
+        return proc.run(
+            self._args(command, *extra, console=console),
+            timeout=timeout or self.timeout,
+            env=self.env,
+            run_as=self.run_as,
+            what=f"pgbackrest {command}",
+        )
+
+    def version(self) -> str:
+        return proc.run([proc.which("pgbackrest"), "version"], timeout=30).stdout.strip()
+
+    # ----- discovery ---------------------------------------------------------------------------------
+    def info(self) -> StanzaInfo:
+        result = self.run("info", "--output=json")
+        if result.returncode != 0:
+            raise _explain(result, "reading the repository (pgbackrest info)")
+        try:
+            data = json.loads(result.stdout, strict=False)  # system-id > 2^53 is fine in Python ints
+        except ValueError:
+            raise CouldNotVerify(f"pgbackrest info printed no JSON: {result.tail(2)}") from None
+        stanza = next((s for s in data if s.get("name") == self.stanza), None)
+        if stanza is None:
+            raise BackupDefect(f"stanza '{self.stanza}' is not in the repository")
+        code = int(stanza.get("status", {}).get("code", 99))
+        if code != 0:
+            message = _STATUS.get(code, stanza.get("status", {}).get("message", "unknown status"))
+            error = CouldNotVerify if code in (4, 99) else BackupDefect
+            raise error(f"stanza '{self.stanza}': {message}")
+        backups = [
+            BackupSet(
+                label=b["label"],
+                type=b["type"],
+                started_at=_epoch(b["timestamp"]["start"]),
+                stopped_at=_epoch(b["timestamp"]["stop"]),
+                archive_start=(b.get("archive") or {}).get("start"),
+                archive_stop=(b.get("archive") or {}).get("stop"),
+                size_bytes=int(b["info"]["size"]),
+                repo_size_bytes=int(b["info"]["repository"]["size"]),
+                database_version=next(
+                    (str(d["version"]) for d in stanza.get("db", []) if d["id"] == b["database"]["id"]), "?"
+                ),
+                error=bool(b.get("error", False)),
+            )
+            for b in stanza.get("backup", [])
+        ]
+        archives = stanza.get("archive", [])
+        current = archives[-1] if archives else {}
+        return StanzaInfo(
+            stanza=self.stanza,
+            backups=sorted(backups, key=lambda b: b.stopped_at),
+            archive_id=current.get("id"),
+            archive_min=current.get("min"),
+            archive_max=current.get("max"),
+            cipher=str(stanza.get("cipher", "none")),
+            database_version=str(stanza["db"][-1]["version"]) if stanza.get("db") else None,
+        )
+
+    def archived_wal(self, archive_id: str) -> list[ArchivedWal]:
+        """Every WAL segment file of an archive id, with the time it was written into the repository."""
+        result = self.run("repo-ls", "--recurse", "--output=json", f"archive/{self.stanza}/{archive_id}")
+        if result.returncode != 0:
+            raise _explain(result, "listing the WAL archive (pgbackrest repo-ls)")
+        listing: dict[str, dict[str, Any]] = json.loads(result.stdout or "{}", strict=False)
+        found = []
+        for path, entry in listing.items():
+            if entry.get("type") != "file":
+                continue
+            name = path.rsplit("/", 1)[-1]
+            segment = parse_segment(name, self.segment_mb)
+            if segment is not None:
+                found.append(ArchivedWal(name.split("-", 1)[0], segment, _epoch(entry.get("time", 0))))
+        return sorted(found, key=lambda w: w.segment)
+
+    def verify(self) -> list[str]:
+        """Problems `pgbackrest verify` reports. Its exit code is 0 even when it finds errors (2.45), so
+        the text is what counts."""
+        result = self.run("verify", "--verbose", console="info")
+        text = result.stdout + "\n" + result.stderr
+        problems = [
+            ln.split("INFO:", 1)[-1].strip()
+            for ln in text.splitlines()
+            if re.search(r"(status: error|invalid|missing|ERROR:|WARN:)", ln)
+        ]
+        if result.returncode != 0 and not problems:
+            problems.append(f"pgbackrest verify exited {result.returncode}: {result.tail(2)}")
+        return problems
+
+    # ----- restore -----------------------------------------------------------------------------------
+    def restore(self, data_dir: Path, recovery: list[str], timeout: float) -> proc.Completed:
+        return self.run("restore", f"--pg1-path={data_dir}", "--archive-mode=off", *recovery, timeout=timeout)
+
+
+def _explain(result: proc.Completed, doing: str) -> Exception:
+    text = result.tail(4)
+    if re.search(r"(unable to connect|could not connect|HostConnectError|timeout|resolve)", text, re.I):
+        return CouldNotVerify(f"the pgBackRest repository is unreachable while {doing}: {text.splitlines()[-1]}")
+    if "[037]" in text or "does not exist" in text:
+        return BackupDefect(f"{doing} failed: {text.splitlines()[-1]}")
+    last = text.splitlines()[-1] if text else "no message"
+    return CouldNotVerify(f"pgbackrest failed while {doing} (exit {result.returncode}): {last}")

@@ -1,0 +1,213 @@
+"""A cluster restored by pgBackRest into a new data directory, started privately and recovered.
+
+Unlike a fresh initdb instance, its roles, pg_hba.conf and settings come from production. So it gets
+our own pg_hba.conf (trust on a private 0700 unix socket only; every TCP connection is rejected), a free
+loopback port, archive_mode off, and memory settings that fit a CI runner. Ready means: the postmaster
+is alive, recovery finished (pg_is_in_recovery() is false), and the log says how recovery ended; `pg_ctl
+-w` alone can return before a server that failed recovery dies.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from types import TracebackType
+
+import psycopg
+
+from restoredrill import proc
+from restoredrill.errors import BackupDefect, CouldNotVerify
+from restoredrill.targets.local import MARKER, PREFIX, Connection, free_port, stop_server, workdir_base
+
+OVERRIDES = {
+    "listen_addresses": "'127.0.0.1'",
+    "unix_socket_permissions": "0700",
+    "archive_mode": "off",
+    "archive_command": "''",
+    "hot_standby": "on",
+    "ssl": "off",
+    "external_pid_file": "''",
+    "logging_collector": "off",
+    "log_destination": "'stderr'",
+    "log_min_messages": "'warning'",
+    "fsync": "off",
+    "synchronous_commit": "off",
+    "shared_buffers": "'256MB'",
+    "max_wal_senders": "0",
+    "max_replication_slots": "0",
+    "wal_level": "'replica'",
+    "primary_conninfo": "''",
+    "autovacuum": "off",
+}
+HBA = "# restoredrill: only the drill, through its private socket\nlocal all all trust\n"
+_INFRA = re.compile(
+    r"(shared memory|could not bind|Permission denied|could not create lock file|"
+    r"configuration file|out of memory|could not map anonymous)",
+    re.I,
+)
+
+
+@dataclass(frozen=True)
+class RecoveryOutcome:
+    """What the server log says about how recovery ended."""
+
+    stopped: str | None  # "recovery stopping before commit of transaction 123, time ..."
+    completed: bool  # "archive recovery complete"
+    consistent: bool
+    last_replayed_at: datetime | None
+    lines: list[str]
+
+
+class RecoveredInstance:
+    def __init__(
+        self, bindir: Path, *, run_id: str, base: Path | None, run_as: proc.RunAs | None, superuser: str, timeout: float
+    ) -> None:
+        self.bindir = bindir
+        self.run_id = run_id
+        self.base = workdir_base(base)
+        self.user = run_as
+        self.superuser = superuser
+        self.timeout = timeout
+        self.root: Path | None = None
+        self.connection: Connection | None = None
+        self.recovery_s: float | None = None
+
+    @property
+    def data(self) -> Path:
+        assert self.root is not None
+        return self.root / "data"
+
+    @property
+    def log(self) -> Path:
+        assert self.root is not None
+        return self.root / "server.log"
+
+    def __enter__(self) -> RecoveredInstance:
+        return self
+
+    def __exit__(self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+        self.destroy()
+
+    def prepare(self) -> Path:
+        """An empty data directory owned by the server's user, for `pgbackrest restore --pg1-path`."""
+        self.root = Path(tempfile.mkdtemp(prefix=PREFIX + "pitr-", dir=self.base))
+        (self.root / MARKER).write_text(json.dumps({"run_id": self.run_id, "owner_pid": os.getpid()}))
+        (self.root / "socket").mkdir(mode=0o700)
+        self.data.mkdir(mode=0o700)
+        if self.user:
+            for path in (self.root, self.root / "socket", self.data):
+                self.user.own(path)
+        return self.data
+
+    def _write_settings(self, port: int) -> None:
+        assert self.root is not None
+        hba = self.root / "pg_hba.restoredrill.conf"
+        hba.write_text(HBA)
+        if self.user:
+            self.user.own(hba)
+        conf = self.data / "postgresql.conf"
+        if not conf.exists():  # Debian keeps it in /etc: not part of the backup
+            conf.write_text("")
+            if self.user:
+                self.user.own(conf)
+        settings = {
+            **OVERRIDES,
+            "port": str(port),
+            "unix_socket_directories": f"'{self.root / 'socket'}'",
+            "hba_file": f"'{hba}'",
+            "ident_file": f"'{hba}'",
+        }
+        with (self.data / "postgresql.auto.conf").open("a") as auto:
+            auto.write("\n# restoredrill: a private throwaway copy\n")
+            auto.writelines(f"{key} = {value}\n" for key, value in settings.items())
+
+    def start_and_recover(self) -> RecoveryOutcome:
+        assert self.root is not None
+        started = time.monotonic()
+        port = free_port()
+        self._write_settings(port)
+        self.connection = Connection(str(self.root / "socket"), port, self.superuser, "")
+        result = proc.run(
+            [str(self.bindir / "pg_ctl"), "start", "-D", str(self.data), "-l", str(self.log), "-W"],
+            timeout=60,
+            run_as=self.user,
+            what="pg_ctl start",
+        )
+        if result.returncode != 0:
+            raise self._startup_failure(result.tail(2))
+        deadline = time.monotonic() + self.timeout
+        last_error = ""
+        while True:
+            if not self._postmaster_alive():
+                raise self._startup_failure("the server exited during recovery")
+            try:
+                with self.connection.connect("postgres") as conn:
+                    row = conn.execute("SELECT pg_is_in_recovery()").fetchone()
+                    if row is not None and row[0] is False:
+                        replayed = conn.execute("SELECT pg_last_xact_replay_timestamp()").fetchone()
+                        break
+            except psycopg.OperationalError as exc:
+                last_error = str(exc).strip().splitlines()[-1] if str(exc).strip() else ""
+            if time.monotonic() > deadline:
+                raise CouldNotVerify(
+                    f"recovery did not finish within {self.timeout:.0f} s ({self.log_tail(1) or last_error})"
+                )
+            time.sleep(0.1)
+        self.recovery_s = time.monotonic() - started
+        if not self._postmaster_alive():
+            raise self._startup_failure("the server exited right after recovery")
+        return self._outcome(replayed[0] if replayed else None)
+
+    def _postmaster_alive(self) -> bool:
+        pid_file = self.data / "postmaster.pid"
+        try:
+            pid = int(pid_file.read_text().splitlines()[0])
+            os.kill(pid, 0)
+        except (OSError, ValueError, IndexError):
+            return False
+        return True
+
+    def _startup_failure(self, fallback: str) -> Exception:
+        fatal = [ln for ln in self.log_lines() if "FATAL:" in ln or "PANIC:" in ln]
+        line = fatal[0].split("FATAL:", 1)[-1].split("PANIC:", 1)[-1].strip() if fatal else fallback
+        message = f"the restored server did not come up: {line}"
+        return CouldNotVerify(message) if _INFRA.search(line) else BackupDefect(message)
+
+    def log_lines(self) -> list[str]:
+        if self.root is None or not self.log.exists():
+            return []
+        return proc.redact(self.log.read_text(errors="replace")).splitlines()
+
+    def log_tail(self, lines: int = 30) -> str:
+        return "\n".join(self.log_lines()[-lines:])
+
+    def _outcome(self, replayed: datetime | None) -> RecoveryOutcome:
+        lines = self.log_lines()
+        stopped = next((ln.split("LOG:", 1)[-1].strip() for ln in lines if "recovery stopping" in ln), None)
+        return RecoveryOutcome(
+            stopped=stopped,
+            completed=any("archive recovery complete" in ln for ln in lines),
+            consistent=any("consistent recovery state reached" in ln for ln in lines),
+            last_replayed_at=replayed,
+            lines=[ln for ln in lines if "LOG:" in ln or "FATAL:" in ln][-20:],
+        )
+
+    def setting(self, name: str) -> str:
+        assert self.connection is not None
+        with self.connection.connect("postgres") as conn:
+            row = conn.execute("SELECT current_setting(%s)", (name,)).fetchone()
+        return str(row[0]) if row else ""
+
+    def destroy(self) -> None:
+        if self.root is None:
+            return
+        stop_server(self.bindir, self.data, self.user)
+        shutil.rmtree(self.root, ignore_errors=True)
+        self.root = None
