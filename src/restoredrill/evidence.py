@@ -81,6 +81,7 @@ class DrillRecord(BaseModel):
     reason: str | None = "the drill did not finish"
     backup: BackupInfo = Field(default_factory=BackupInfo)
     recovery_target: str = "latest"
+    variant: str | None = Field(None, description="which drill of the layer, e.g. the pgBackRest recovery kind")
     stages: Stages = Field(default_factory=Stages)
     rto_s: float | None = None
     rpo_s: float | None = None
@@ -88,6 +89,7 @@ class DrillRecord(BaseModel):
     objectives: Objectives
     checks: list[CheckRecord] = Field(default_factory=list)
     largest_tables: list[dict[str, int | str]] = Field(default_factory=list)
+    backup_sets: list[dict[str, object]] = Field(default_factory=list)
     target_info: TargetInfo = Field(default_factory=TargetInfo)
     notes: list[str] = Field(default_factory=list)
     started_at: str = Field(default_factory=lambda: iso(utcnow()) or "")
@@ -105,7 +107,8 @@ class DrillRecord(BaseModel):
 
     def file_name(self) -> str:
         safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in self.database)
-        return f"{self.run_id}--{safe}--{self.layer}.json"
+        variant = f"-{self.variant}" if self.variant else ""
+        return f"{self.run_id}--{safe}--{self.layer}{variant}.json"
 
     def write(self, reports_dir: Path) -> Path:
         folder = reports_dir / "evidence"

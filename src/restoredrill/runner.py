@@ -84,7 +84,7 @@ def _summary(console: Console, records: list[DrillRecord], reports: Path) -> Non
     for r in records:
         table.add_row(
             r.database,
-            r.layer,
+            r.layer + (f" ({r.variant})" if r.variant else ""),
             f"[{_STYLE[r.verdict]}]{r.verdict.upper()}[/]",
             f"{format_duration(r.rto_s)} / {format_duration(r.objectives.rto_s)}",
             f"{format_duration(r.rpo_s)} / {format_duration(r.objectives.rpo_s)}",

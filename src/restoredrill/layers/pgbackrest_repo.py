@@ -1,7 +1,7 @@
 """The user's pgBackRest repository, read through pgbackrest itself: info, repo-ls, verify, restore.
 
 Never rewrites the user's config: it is passed with --config, and our own lock/log/spool folders are given
-as flags, so nothing system-wide is touched. The cipher passphrase travels only in the environment
+by environment, so nothing system-wide is touched. The cipher passphrase travels only in the environment
 (PGBACKREST_REPO1_CIPHER_PASS), never on a command line. Every call is read-only except `restore`, which
 writes only into the new data directory (`--archive-mode=off` keeps the copy from archiving into the repo).
 """
@@ -133,28 +133,29 @@ class PgBackRest:
             if run_as:
                 run_as.own(workdir / folder)
 
-    def _args(self, command: str, *extra: str, console: str = "warn") -> list[str]:
+    def _args(self, command: str, *extra: str, console: str = "warn", path: str | None = None) -> list[str]:
         args = [proc.which("pgbackrest")]
         if self.config is not None:
             args.append(f"--config={self.config}")
-        args += [
-            f"--stanza={self.stanza}",
-            f"--lock-path={self.workdir / 'lock'}",
-            f"--log-path={self.workdir / 'log'}",
-            f"--spool-path={self.workdir / 'spool'}",
-            "--log-level-file=off",
-            f"--log-level-console={console}",
-            *self.options,
-            *extra,
-            command,
-        ]
-        return args
+        args += [f"--stanza={self.stanza}", f"--log-level-console={console}", *self.options, *extra, command]
+        return [*args, path] if path else args
 
-    def run(self, command: str, *extra: str, console: str = "warn", timeout: float | None = None) -> proc.Completed:
+    def run(
+        self, command: str, *extra: str, console: str = "warn", timeout: float | None = None, path: str | None = None
+    ) -> proc.Completed:
+        # Our own lock/log/spool folders go by environment: pgBackRest ignores an environment option that
+        # does not apply to a command, where the same flag on the command line is an error.
+        env = {
+            **self.env,
+            "PGBACKREST_LOCK_PATH": str(self.workdir / "lock"),
+            "PGBACKREST_LOG_PATH": str(self.workdir / "log"),
+            "PGBACKREST_SPOOL_PATH": str(self.workdir / "spool"),
+            "PGBACKREST_LOG_LEVEL_FILE": "off",
+        }
         return proc.run(
-            self._args(command, *extra, console=console),
+            self._args(command, *extra, console=console, path=path),
             timeout=timeout or self.timeout,
-            env=self.env,
+            env=env,
             run_as=self.run_as,
             what=f"pgbackrest {command}",
         )
@@ -210,7 +211,7 @@ class PgBackRest:
 
     def archived_wal(self, archive_id: str) -> list[ArchivedWal]:
         """Every WAL segment file of an archive id, with the time it was written into the repository."""
-        result = self.run("repo-ls", "--recurse", "--output=json", f"archive/{self.stanza}/{archive_id}")
+        result = self.run("repo-ls", "--recurse", "--output=json", path=f"archive/{self.stanza}/{archive_id}")
         if result.returncode != 0:
             raise _explain(result, "listing the WAL archive (pgbackrest repo-ls)")
         listing: dict[str, dict[str, Any]] = json.loads(result.stdout or "{}", strict=False)
@@ -228,12 +229,7 @@ class PgBackRest:
         """Problems `pgbackrest verify` reports. Its exit code is 0 even when it finds errors (2.45), so
         the text is what counts."""
         result = self.run("verify", "--verbose", console="info")
-        text = result.stdout + "\n" + result.stderr
-        problems = [
-            ln.split("INFO:", 1)[-1].strip()
-            for ln in text.splitlines()
-            if re.search(r"(status: error|invalid|missing|ERROR:|WARN:)", ln)
-        ]
+        problems = parse_verify(result.stdout + "\n" + result.stderr)
         if result.returncode != 0 and not problems:
             problems.append(f"pgbackrest verify exited {result.returncode}: {result.tail(2)}")
         return problems
@@ -241,6 +237,27 @@ class PgBackRest:
     # ----- restore -----------------------------------------------------------------------------------
     def restore(self, data_dir: Path, recovery: list[str], timeout: float) -> proc.Completed:
         return self.run("restore", f"--pg1-path={data_dir}", "--archive-mode=off", *recovery, timeout=timeout)
+
+
+_COUNTS = re.compile(r"missing: (\d+), checksum invalid: (\d+), size invalid: (\d+), other: (\d+)")
+
+
+def parse_verify(text: str) -> list[str]:
+    """Every non-zero count, invalid backup, error status or ERROR/WARN line in `verify --verbose` output."""
+    problems, subject = [], "repository"
+    for line in text.splitlines():
+        body = line.split("INFO:", 1)[-1].strip()
+        if body.startswith(("archiveId:", "backup:")):
+            subject = body.split(",", 1)[0]
+            if body.startswith("backup:") and "status: valid" not in body:
+                problems.append(body)
+        elif body.startswith("status:") and body != "status: ok":
+            problems.append(f"verify {body}")
+        elif (counts := _COUNTS.search(body)) and any(int(n) for n in counts.groups()):
+            problems.append(f"{subject}: {body}")
+        elif re.search(r"\b(ERROR|WARN):", line):
+            problems.append(line.split(":", 3)[-1].strip() if "P00" in line else line.strip())
+    return problems
 
 
 def _explain(result: proc.Completed, doing: str) -> Exception:

@@ -40,16 +40,15 @@ OVERRIDES = {
     "fsync": "off",
     "synchronous_commit": "off",
     "shared_buffers": "'256MB'",
-    "max_wal_senders": "0",
-    "max_replication_slots": "0",
-    "wal_level": "'replica'",
     "primary_conninfo": "''",
     "autovacuum": "off",
 }
+# Hot standby needs max_connections, max_wal_senders, max_worker_processes... at least the primary's: those
+# are never lowered here.
 HBA = "# restoredrill: only the drill, through its private socket\nlocal all all trust\n"
 _INFRA = re.compile(
     r"(shared memory|could not bind|Permission denied|could not create lock file|"
-    r"configuration file|out of memory|could not map anonymous)",
+    r"configuration file|out of memory|could not map anonymous|insufficient parameter settings)",
     re.I,
 )
 
@@ -134,9 +133,21 @@ class RecoveredInstance:
         port = free_port()
         self._write_settings(port)
         self.connection = Connection(str(self.root / "socket"), port, self.superuser, "")
+        # -w waits for the postmaster to report ready (or standby); it can still die right after (a recovery
+        # target it cannot reach), which the polling below catches.
         result = proc.run(
-            [str(self.bindir / "pg_ctl"), "start", "-D", str(self.data), "-l", str(self.log), "-W"],
-            timeout=60,
+            [
+                str(self.bindir / "pg_ctl"),
+                "start",
+                "-D",
+                str(self.data),
+                "-l",
+                str(self.log),
+                "-w",
+                "-t",
+                str(int(self.timeout)),
+            ],
+            timeout=self.timeout + 30,
             run_as=self.user,
             what="pg_ctl start",
         )

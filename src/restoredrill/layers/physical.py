@@ -1,0 +1,518 @@
+"""The pgBackRest drill: the newest set restored into a new data directory and recovered to a target.
+
+One drill per recovery target: `latest` (replay to the end of the archive), `immediate` (the newest set
+at consistency), `time` (point in time, promoted). Each restores with `--archive-mode=off` into a fresh
+folder, never the source's path, and never writes to the repository. The `latest` drill also checks the
+repository: WAL continuity from the oldest retained full backup, `pgbackrest verify`, and the RPO.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import shutil
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Literal
+
+import psycopg
+from psycopg import sql
+
+from restoredrill import checks as checks_mod
+from restoredrill import pgtools, proc
+from restoredrill.checks import Restored
+from restoredrill.config import DrillConfig, PgBackRestSource
+from restoredrill.durations import format_duration, parse_duration
+from restoredrill.errors import BackupDefect, ConfigError, CouldNotVerify
+from restoredrill.evidence import CheckRecord, iso, utcnow
+from restoredrill.layers.base import CheckFunction, Drill, Log
+from restoredrill.layers.pgbackrest_repo import PgBackRest, StanzaInfo
+from restoredrill.layers.wal import find_gaps, parse_segment
+from restoredrill.targets.local import MARKER, PREFIX, workdir_base
+from restoredrill.targets.recovered import RecoveredInstance, RecoveryOutcome
+
+RecoveryKind = Literal["latest", "immediate", "time"]
+SLACK_S = 1.0  # commit timestamps and clock_timestamp() of the same row differ by milliseconds
+
+
+def resolve_target(spec: str, newest_wal_at: datetime) -> datetime:
+    """An ISO time as written, or a duration before the newest archived WAL ("1h")."""
+    try:
+        moment = datetime.fromisoformat(spec.replace("Z", "+00:00"))
+    except ValueError:
+        try:
+            return newest_wal_at - timedelta(seconds=parse_duration(spec))
+        except ValueError:
+            raise ConfigError(f"pitr_target '{spec}' is neither an ISO time nor a duration like '1h'") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def target_text(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f+00")
+
+
+class PhysicalDrill(Drill):
+    layer = "pgbackrest"
+
+    def __init__(
+        self, config: DrillConfig, database: str, kind: RecoveryKind, run_id: str, log: Log = lambda _m: None
+    ) -> None:
+        super().__init__(config, database, run_id, log)
+        source = self.db_config.pgbackrest
+        if source is None:
+            raise ValueError(f"{database} has no pgbackrest layer")
+        self.source: PgBackRestSource = source
+        self.kind = kind
+        self.record.recovery_target = kind
+        self.record.variant = kind
+        self.timing_checks = ("rto", *(("rpo_newest_wal",) if kind == "latest" else ()))
+        self.repo: PgBackRest | None = None
+        self.info: StanzaInfo | None = None
+        self.instance: RecoveredInstance | None = None
+        self.work: Path | None = None
+        self.target_at: datetime | None = None
+        self.outcome: RecoveryOutcome | None = None
+        self.restore_log = ""
+        self.reference_at: datetime | None = None
+
+    @property
+    def dbname(self) -> str:
+        return self.source.database or self.database
+
+    # ----- stage 1 -----------------------------------------------------------------------------------
+    def _prepare(self) -> None:
+        target = self.config.target
+        run_as = proc.RunAs.for_server(target.run_as)
+        self.work = Path(tempfile.mkdtemp(prefix=PREFIX + "pgbr-", dir=workdir_base(target.workdir)))
+        (self.work / MARKER).write_text(json.dumps({"run_id": self.record.run_id, "owner_pid": os.getpid()}))
+        if run_as:
+            os.chmod(self.work, 0o711)
+        repo = self.repo = PgBackRest(
+            self.source.stanza,
+            config=self.source.config,
+            options=self.source.options,
+            cipher_pass_env=self.source.cipher_pass_env,
+            workdir=self.work,
+            run_as=run_as,
+            segment_mb=self.source.wal_segment_mb,
+        )
+        self.record.tool_versions["pgbackrest"] = repo.version()
+        info = self.info = repo.info()
+        if not info.backups:
+            raise BackupDefect(f"stanza '{info.stanza}' has no backup set")
+        newest = info.newest
+        backup = self.record.backup
+        backup.id, backup.taken_at = newest.label, iso(newest.stopped_at)
+        backup.location = f"pgbackrest stanza {info.stanza}" + (
+            f" ({self.source.config})" if self.source.config else ""
+        )
+        backup.size_bytes, backup.server_version = newest.repo_size_bytes, newest.database_version
+        self.record.rpo_detail = {
+            "archive_id": info.archive_id,
+            "archive_min": info.archive_min,
+            "archive_max": info.archive_max,
+            "cipher": info.cipher,
+        }
+        self.record.backup_sets = [b.evidence() for b in info.backups]
+        if info.archive_id:
+            info.wal = repo.archived_wal(info.archive_id)
+        newest_wal = info.newest_wal
+        if newest_wal is None:
+            raise BackupDefect(f"stanza '{info.stanza}' has no archived WAL: no backup can be recovered")
+        self.record.rpo_s = round(max(0.0, (utcnow() - newest_wal.archived_at).total_seconds()), 1)
+        self.record.rpo_detail.update({"newest_wal": newest_wal.name, "newest_wal_at": iso(newest_wal.archived_at)})
+
+        recovery = self._recovery_options(info, newest_wal.archived_at)
+        bindir = pgtools.bindir_for(
+            int(pgtools.major_of(info.database_version or newest.database_version)), target.pg_bindir
+        )
+        self.instance = RecoveredInstance(
+            bindir,
+            run_id=self.record.run_id,
+            base=target.workdir,
+            run_as=run_as,
+            superuser=self.source.superuser,
+            timeout=target.restore_timeout,
+        )
+        data = self.instance.prepare()
+        started = time.monotonic()
+        self.log(f"{self.database}: pgbackrest restore ({self.kind}) into {data}")
+        result = repo.restore(data, recovery, timeout=target.restore_timeout)
+        self.restore_log = result.stdout + result.stderr
+        self.record.stages.restore_s = round(time.monotonic() - started, 3)
+        if result.returncode != 0:
+            raise _restore_failure(result)
+        self.outcome = self.instance.start_and_recover()
+        self.record.stages.recovery_s = round(self.instance.recovery_s or 0, 3)
+        assert self.instance.connection is not None
+        with self.instance.connection.connect(self.dbname) as conn:  # usable: promoted and answering
+            conn.execute("SELECT 1")
+        self.record.rto_s = round(time.monotonic() - started, 3)
+        self.record.target_info.server_version = self.instance.setting("server_version")
+        self.record.target_info.bindir = str(bindir)
+        self.record.tool_versions["server"] = self.record.target_info.server_version
+        self.reference_at = {"latest": newest_wal.archived_at, "immediate": newest.stopped_at, "time": self.target_at}[
+            self.kind
+        ]
+        self.restored = Restored(
+            connection=self.instance.connection,
+            dbname=self.dbname,
+            bindir=bindir,
+            listing=None,
+            manifest=None,
+            taken_at=self.reference_at or newest.stopped_at,
+            rpo_s=self.objective.rpo,
+            restore_returncode=0,
+            restore_errors=[],
+            check_timeout=target.check_timeout,
+            jobs=target.jobs or os.cpu_count() or 2,
+        )
+        with contextlib.suppress(Exception):
+            self.record.largest_tables = checks_mod.largest_tables(self.restored)
+
+    def _recovery_options(self, info: StanzaInfo, newest_wal_at: datetime) -> list[str]:
+        common = [f"--job-retry={self.source.job_retry}"]
+        if self.kind == "latest":
+            return [*common, "--type=default"]
+        if self.kind == "immediate":
+            return [*common, "--type=immediate", "--target-action=promote", f"--set={info.newest.label}"]
+        target_at = self.target_at = resolve_target(self.source.pitr_target, newest_wal_at)
+        self.record.recovery_target = iso(target_at) or "time"
+        oldest = info.backups[0]
+        if target_at <= oldest.stopped_at:
+            raise BackupDefect(
+                f"the PITR target {iso(target_at)} is before the oldest backup set {oldest.label} "
+                f"(stopped {iso(oldest.stopped_at)}): the retention does not cover it"
+            )
+        if target_at > newest_wal_at:
+            raise BackupDefect(
+                f"the PITR target {iso(target_at)} is after the newest archived WAL "
+                f"({iso(newest_wal_at)}): it cannot be reached"
+            )
+        return [*common, "--type=time", f"--target={target_text(target_at)}", "--target-action=promote"]
+
+    # ----- stage 2 -----------------------------------------------------------------------------------
+    def database_checks(self) -> dict[str, CheckFunction]:
+        found: dict[str, CheckFunction] = {
+            "recovery": lambda _db: self._recovery_check(),
+            "archive_mode_off": lambda _db: self._archive_mode_check(),
+            "replay_proof": lambda db: self._replay_proof(db),
+        }
+        if self.kind == "latest":
+            found["wal_continuity"] = lambda _db: self._continuity_check()
+            found["pgbackrest_verify"] = lambda _db: self._verify_check()
+            if self.source.ledger is not None:
+                found["ledger_pitr"] = lambda db: self._ledger_check(db)
+        found["amcheck"] = checks_mod.amcheck
+        found["sequences"] = checks_mod.sequences
+        return {**found, **checks_mod.configured_checks(self.db_config.checks)}
+
+    def restore_detail(self) -> str:
+        return (
+            f"restored set {self.record.backup.id} ({self.record.backup.size_bytes} bytes in the repository) "
+            f"and recovered to {self.record.recovery_target} in {format_duration(self.record.rto_s)}"
+        )
+
+    def _timing(self, name: str) -> CheckRecord:
+        if name == "rto":
+            return self.rto_check("restore + recovery until promoted")
+        if self.record.rpo_s is None:
+            return self._not_run(name)
+        age, allowed = self.record.rpo_s, self.objective.rpo
+        return CheckRecord(
+            name=name,
+            outcome="passed" if age <= allowed else "failed",
+            detail=f"newest archived WAL {self.record.rpo_detail.get('newest_wal')} is {format_duration(age)} old "
+            f"(RPO {format_duration(allowed)})" + ("" if age <= allowed else ": WAL archiving has stalled"),
+        )
+
+    def _recovery_check(self) -> CheckRecord:
+        outcome = self.outcome
+        assert outcome is not None
+        if self.kind == "time":
+            ok = (
+                (outcome.stopped is not None
+                and "stopping before" in outcome.stopped)
+                or (outcome.stopped is not None and "stopping after" in outcome.stopped)
+            )
+            detail = outcome.stopped or "the log never says the recovery target was reached"
+        elif self.kind == "immediate":
+            ok = outcome.stopped is not None and "consistency" in outcome.stopped
+            detail = outcome.stopped or "the log never says recovery stopped at consistency"
+        else:
+            ok = outcome.completed
+            detail = "replayed the archive to its end"
+        ok = ok and outcome.completed
+        replayed = f"; last replayed transaction at {iso(outcome.last_replayed_at)}" if outcome.last_replayed_at else ""
+        return CheckRecord(
+            name="recovery",
+            outcome="passed" if ok else "failed",
+            detail=f"{detail}; archive recovery complete, promoted{replayed}"
+            if ok
+            else f"recovery did not reach its target: {detail}",
+        )
+
+    def _archive_mode_check(self) -> CheckRecord:
+        assert self.instance is not None
+        mode = self.instance.setting("archive_mode")
+        return CheckRecord(
+            name="archive_mode_off",
+            outcome="passed" if mode == "off" else "failed",
+            detail=f"archive_mode is {mode}: the copy "
+            + ("cannot push WAL into the repository" if mode == "off" else "could archive into production"),
+            sql="SHOW archive_mode",
+        )
+
+    def _replay_proof(self, db: Restored) -> CheckRecord:
+        marker = self.source.marker
+        if marker is not None:
+            return self._marker_check(db, marker.table, marker.column, marker.interval, marker.tolerance)
+        freshness = checks_mod.configured_checks(self.db_config.checks)
+        fresh = {n: f for n, f in freshness.items() if n.startswith("freshness:")}
+        if fresh:
+            results = [f(db) for f in fresh.values()]
+            ok = all(r.outcome == "passed" for r in results)
+            return CheckRecord(
+                name="replay_proof",
+                outcome="passed" if ok else "failed",
+                detail="by freshness columns: " + "; ".join(r.detail for r in results),
+            )
+        return CheckRecord(
+            name="replay_proof",
+            outcome="error",
+            detail="replay was not proven: configure a marker (heartbeat table) or a freshness check",
+        )
+
+    def _marker_check(self, db: Restored, table: str, column: str, interval: float, tolerance: float) -> CheckRecord:
+        schema, _, name = table.rpartition(".")
+        relation = sql.SQL("{}.{}").format(sql.Identifier(schema or "public"), sql.Identifier(name))
+        query = sql.SQL("SELECT max({c}) FROM {t}").format(c=sql.Identifier(column), t=relation)
+        assert self.info is not None
+        with db.connect() as conn:
+            text = query.as_string(conn)
+            row = conn.execute(query).fetchone()
+            newest = row[0] if row else None
+            after = 0
+            upper = self._marker_upper()
+            if upper is not None:
+                later = sql.SQL("SELECT count(*) FROM {t} WHERE {c} > %s").format(c=sql.Identifier(column), t=relation)
+                counted = conn.execute(later, (upper,)).fetchone()
+                after = int(counted[0]) if counted else 0
+        if newest is None:
+            return CheckRecord(
+                name="replay_proof",
+                outcome="failed",
+                sql=text,
+                detail=f"the marker table {table} is empty: replay cannot be proven",
+            )
+        lower = self._marker_lower(interval, tolerance)
+        problems = []
+        if lower is not None and newest < lower:
+            lost = (lower - newest).total_seconds() + interval + (tolerance if self.kind == "latest" else SLACK_S)
+            problems.append(
+                f"newest marker {iso(newest)} is {format_duration(lost)} short of "
+                f"{'the newest archived WAL' if self.kind == 'latest' else 'the target'} "
+                f"({iso(self.reference_at)}): WAL replay stopped early and data is missing"
+            )
+        if after:
+            problems.append(f"{after} marker row(s) are newer than the target {iso(upper)}: recovery went too far")
+        if problems:
+            return CheckRecord(name="replay_proof", outcome="failed", detail="; ".join(problems), sql=text)
+        return CheckRecord(
+            name="replay_proof",
+            outcome="passed",
+            sql=text,
+            detail=f"newest marker {iso(newest)} is within {format_duration(interval)} of "
+            f"{self.kind} ({iso(self.reference_at)}) and none is after it",
+        )
+
+    def _marker_lower(self, interval: float, tolerance: float) -> datetime | None:
+        assert self.info is not None
+        assert self.reference_at is not None
+        if self.kind == "latest":
+            return self.reference_at - timedelta(seconds=interval + tolerance)
+        if self.kind == "immediate":
+            return self.info.newest.started_at - timedelta(seconds=interval + SLACK_S)
+        return self.reference_at - timedelta(seconds=interval + SLACK_S)
+
+    def _marker_upper(self) -> datetime | None:
+        assert self.info is not None
+        if self.kind == "time":
+            return self.target_at
+        if self.kind == "immediate":
+            return self.info.newest.stopped_at + timedelta(seconds=SLACK_S)
+        return None
+
+    def _continuity_check(self) -> CheckRecord:
+        info = self.info
+        assert info is not None
+        oldest_full = info.oldest_full
+        start = parse_segment(oldest_full.archive_start or "", self.source.wal_segment_mb) if oldest_full else None
+        segments = [w.segment for w in info.wal]
+        gaps = find_gaps(segments, start)
+        span = f"{info.wal[0].name}..{info.wal[-1].name}" if info.wal else "nothing"
+        if not gaps:
+            return CheckRecord(
+                name="wal_continuity",
+                outcome="passed",
+                detail=f"{len(segments)} archived segments {span}, continuous from the oldest "
+                f"retained full backup {oldest_full.label if oldest_full else '?'}",
+            )
+        sentences = []
+        by_segment = {w.segment: w for w in info.wal}
+        for gap in gaps:
+            before = by_segment.get(gap.before)
+            since = iso(before.archived_at) if before else "the oldest full backup"
+            after = next(
+                (
+                    b
+                    for b in info.backups
+                    if b.archive_start and (seg := parse_segment(b.archive_start)) and seg > gap.last
+                ),
+                None,
+            )
+            until = f"until backup {after.label} stopped at {iso(after.stopped_at)}" if after else "from then on"
+            sentences.append(
+                f"{gap.describe(self.source.wal_segment_mb)}: point-in-time recovery to any moment "
+                f"after {since} is impossible {until}"
+            )
+        return CheckRecord(name="wal_continuity", outcome="failed", detail="; ".join(sentences))
+
+    def _verify_check(self) -> CheckRecord:
+        assert self.repo is not None
+        problems = self.repo.verify()
+        if problems:
+            return CheckRecord(
+                name="pgbackrest_verify",
+                outcome="failed",
+                detail="pgbackrest verify reports: " + "; ".join(problems[:6]),
+            )
+        return CheckRecord(
+            name="pgbackrest_verify",
+            outcome="passed",
+            detail="pgbackrest verify found no invalid or missing file (read from its output; "
+            "its exit code is 0 even on errors)",
+        )
+
+    def _ledger_check(self, db: Restored) -> CheckRecord:
+        ledger = self.source.ledger
+        assert ledger is not None
+        assert self.info is not None
+        committed = ledger_commits(db, ledger.table, ledger.id_column)
+        if not committed:
+            return CheckRecord(
+                name="ledger_pitr",
+                outcome="error",
+                detail=f"{ledger.table} has no rows with a commit timestamp (track_commit_timestamp must be on)",
+            )
+        low = self.info.backups[0].stopped_at + timedelta(seconds=1)
+        high = max(committed.values())
+        if high <= low:
+            return CheckRecord(
+                name="ledger_pitr",
+                outcome="error",
+                detail="no ledger commit after the oldest backup: no window to test",
+            )
+        chooser = random.Random(self.record.run_id)  # noqa: S311 - reproducible from the run id, not security
+        targets = sorted(low + (high - low) * chooser.random() for _ in range(ledger.examples))
+        problems, tried = [], []
+        for target in targets:
+            expected = {i for i, at in committed.items() if at <= target}
+            found = self.restore_ledger_at(target, ledger.table, ledger.id_column)
+            tried.append(f"{iso(target)}: {len(found)} rows")
+            if found != expected:
+                missing, extra = sorted(expected - found)[:5], sorted(found - expected)[:5]
+                problems.append(
+                    f"at {target_text(target)} expected {len(expected)} rows, found {len(found)} "
+                    f"(missing ids {missing}, unexpected ids {extra})"
+                )
+        if problems:
+            return CheckRecord(name="ledger_pitr", outcome="failed", detail="; ".join(problems))
+        return CheckRecord(
+            name="ledger_pitr",
+            outcome="passed",
+            detail=f"{len(targets)} random PITR targets each held exactly the ledger rows committed "
+            f"at or before them ({'; '.join(tried)})",
+        )
+
+    def restore_ledger_at(self, target: datetime, table: str, id_column: str) -> set[int]:
+        """A separate PITR restore to `target`; the ids of the ledger rows it holds."""
+        assert self.repo is not None
+        assert self.instance is not None
+        with RecoveredInstance(
+            self.instance.bindir,
+            run_id=self.record.run_id,
+            base=self.config.target.workdir,
+            run_as=self.instance.user,
+            superuser=self.source.superuser,
+            timeout=self.config.target.restore_timeout,
+        ) as probe:
+            data = probe.prepare()
+            result = self.repo.restore(
+                data,
+                [
+                    f"--job-retry={self.source.job_retry}",
+                    "--type=time",
+                    f"--target={target_text(target)}",
+                    "--target-action=promote",
+                ],
+                timeout=self.config.target.restore_timeout,
+            )
+            if result.returncode != 0:
+                raise _restore_failure(result)
+            probe.start_and_recover()
+            assert probe.connection is not None
+            schema, _, name = table.rpartition(".")
+            query = sql.SQL("SELECT {} FROM {}.{}").format(
+                sql.Identifier(id_column), sql.Identifier(schema or "public"), sql.Identifier(name)
+            )
+            with probe.connection.connect(self.dbname) as conn:
+                return {int(r[0]) for r in conn.execute(query).fetchall()}
+
+    def restore_log_tail(self, lines: int = 40) -> str:
+        text = self.restore_log.strip()
+        if self.instance is not None and self.instance.root is not None:
+            text += "\n--- server log ---\n" + self.instance.log_tail(lines)
+        return proc.redact("\n".join(text.splitlines()[-lines:]))
+
+    # ----- stage 3 -----------------------------------------------------------------------------------
+    def _cleanup(self) -> None:
+        if self.instance is not None:
+            if self.outcome is None and self.instance.root is not None:
+                self.record.notes.append("server log tail: " + self.instance.log_tail(5).replace("\n", " | "))
+            self.instance.destroy()
+        if self.work is not None:
+            shutil.rmtree(self.work, ignore_errors=True)
+
+
+def ledger_commits(db: Restored, table: str, id_column: str) -> dict[int, datetime]:
+    schema, _, name = table.rpartition(".")
+    query = sql.SQL("SELECT {}, pg_xact_commit_timestamp(xmin) FROM {}.{}").format(
+        sql.Identifier(id_column), sql.Identifier(schema or "public"), sql.Identifier(name)
+    )
+    with db.connect() as conn:
+        try:
+            rows = conn.execute(query).fetchall()
+        except psycopg.Error:
+            return {}
+    return {int(i): at for i, at in rows if at is not None}
+
+
+def _restore_failure(result: proc.Completed) -> Exception:
+    text = result.tail(6)
+    last = next((ln for ln in reversed(text.splitlines()) if "ERROR" in ln), text.splitlines()[-1] if text else "")
+    if "[075]" in text or "no backup set found" in text:
+        if "stop time less than" in text:
+            return BackupDefect(f"no backup set is old enough for the PITR target: {last.strip()}")
+        return CouldNotVerify(
+            f"pgbackrest found no backup set it can read (a wrong cipher passphrase?): {last.strip()}"
+        )
+    if "checksum" in text.lower() or "ERROR_contentChecksum" in text or "lz4 error" in text:
+        return BackupDefect(f"a file of the backup set is corrupt (restore failed): {last.strip()}")
+    if "unable to connect" in text.lower() or "HostConnectError" in text or "unable to open" in text:
+        return CouldNotVerify(f"the repository became unreachable during restore: {last.strip()}")
+    return BackupDefect(f"pgbackrest restore failed (exit {result.returncode}): {last.strip()}")

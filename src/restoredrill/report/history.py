@@ -1,0 +1,117 @@
+"""RTO/RPO over earlier runs, from reports/history.jsonl (one line per drill, carried between runs)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from restoredrill.evidence import DrillRecord
+
+Key = tuple[str, str]  # (database, layer)
+
+
+@dataclass(frozen=True)
+class Point:
+    run_id: str
+    at: datetime
+    verdict: str
+    rto_s: float | None
+    rpo_s: float | None
+    rto_objective_s: float | None
+    rpo_objective_s: float | None
+
+    @property
+    def month(self) -> str:
+        return f"{self.at:%Y-%m}"
+
+
+@dataclass(frozen=True)
+class History:
+    series: dict[Key, list[Point]]
+    unreadable_lines: int
+    runs: int
+    first: datetime | None
+
+
+def parse_time(text: str | None, run_id: str = "") -> datetime | None:
+    for candidate in (text, run_id.split("-", 1)[0]):
+        if not candidate:
+            continue
+        for fmt in ("%Y-%m-%dT%H:%M:%S%z", "%Y%m%dT%H%M%S%z"):
+            try:
+                return datetime.strptime(candidate.replace("Z", "+0000"), fmt).astimezone(UTC)
+            except ValueError:
+                continue
+    return None
+
+
+def _number(value: object) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _point(line: dict[str, object]) -> tuple[Key, Point] | None:
+    run_id, database, layer = line.get("run_id"), line.get("database"), line.get("layer")
+    if not (isinstance(run_id, str) and isinstance(database, str) and isinstance(layer, str)):
+        return None
+    finished = line.get("finished_at")
+    at = parse_time(finished if isinstance(finished, str) else None, run_id)
+    if at is None:
+        return None
+    objectives = line.get("objectives") if isinstance(line.get("objectives"), dict) else {}
+    assert isinstance(objectives, dict)
+    return (database, layer), Point(
+        run_id=run_id,
+        at=at,
+        verdict=str(line.get("verdict", "could_not_verify")),
+        rto_s=_number(line.get("rto_s")),
+        rpo_s=_number(line.get("rpo_s")),
+        rto_objective_s=_number(objectives.get("rto_s")),
+        rpo_objective_s=_number(objectives.get("rpo_s")),
+    )
+
+
+def record_point(record: DrillRecord) -> Point:
+    return Point(
+        run_id=record.run_id,
+        at=parse_time(record.finished_at or record.started_at, record.run_id) or datetime.now(UTC),
+        verdict=record.verdict,
+        rto_s=record.rto_s,
+        rpo_s=record.rpo_s,
+        rto_objective_s=record.objectives.rto_s,
+        rpo_objective_s=record.objectives.rpo_s,
+    )
+
+
+def load_history(reports_dir: Path, current: list[DrillRecord], up_to_run: str | None = None) -> History:
+    """Every drill's points up to (and including) the current run; the current records always win."""
+    series: dict[Key, dict[str, Point]] = {}
+    unreadable = 0
+    path = reports_dir / "history.jsonl"
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines() if path.is_file() else []
+    for raw in lines:
+        if not raw.strip():
+            continue
+        try:
+            parsed = json.loads(raw)
+        except json.JSONDecodeError:
+            unreadable += 1
+            continue
+        found = _point(parsed) if isinstance(parsed, dict) else None
+        if found is None:
+            unreadable += 1
+            continue
+        key, point = found
+        if up_to_run is None or point.run_id <= up_to_run:
+            series.setdefault(key, {})[point.run_id] = point
+    for record in current:
+        series.setdefault((record.database, record.layer), {})[record.run_id] = record_point(record)
+    ordered = {key: sorted(points.values(), key=lambda p: (p.at, p.run_id)) for key, points in series.items()}
+    all_points = [p for points in ordered.values() for p in points]
+    return History(
+        series=ordered,
+        unreadable_lines=unreadable,
+        runs=len({p.run_id for p in all_points}),
+        first=min((p.at for p in all_points), default=None),
+    )

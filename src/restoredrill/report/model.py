@@ -1,0 +1,203 @@
+"""What one drill looks like in the report: the record, laid out for reading (no HTML here)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from restoredrill.durations import format_duration
+from restoredrill.evidence import DrillRecord
+from restoredrill.report.charts import Chart, trend_chart
+from restoredrill.report.classify import Category, check_category, check_hint, drill_category, drill_hint
+from restoredrill.report.history import Point
+
+VERDICT_LABEL = {"passed": "PASSED", "failed": "FAILED", "could_not_verify": "COULD NOT VERIFY"}
+OUTCOME_LABEL = {"passed": "passed", "failed": "FAILED", "error": "could not run", "skipped": "not applicable"}
+LAYER_LABEL = {"logical": "logical (pg_dump)", "pgbackrest": "physical + WAL (pgBackRest)", "rds": "RDS"}
+STAGES = (("fetch_s", "fetch"), ("restore_s", "restore"), ("recovery_s", "recovery"), ("checks_s", "checks"))
+
+
+@dataclass(frozen=True)
+class Gauge:
+    """A measured duration against its objective."""
+
+    measured: float | None
+    objective: float | None
+
+    @property
+    def share(self) -> float | None:
+        if self.measured is None or not self.objective:
+            return None
+        return self.measured / self.objective
+
+    @property
+    def state(self) -> str:
+        share = self.share
+        if share is None:
+            return "unknown"
+        return "over" if share > 1 else "warn" if share > 0.8 else "ok"
+
+    @property
+    def width(self) -> float:
+        share = self.share
+        return 0.0 if share is None else round(max(1.5, min(share, 1.0) * 100), 1)
+
+    @property
+    def text(self) -> str:
+        return f"{format_duration(self.measured)} of {format_duration(self.objective)}"
+
+
+@dataclass(frozen=True)
+class StageBar:
+    name: str
+    seconds: float
+    width: float
+
+
+@dataclass(frozen=True)
+class CheckView:
+    name: str
+    outcome: str
+    label: str
+    detail: str
+    sql: str | None
+    duration_s: float | None
+    category: Category | None
+    hint: str | None
+
+
+@dataclass
+class DrillView:
+    index: int
+    record: DrillRecord
+    evidence_file: str
+    evidence_sha256: str
+    category: Category | None
+    hint: str | None
+    rto: Gauge
+    rpo: Gauge
+    gap: Gauge
+    stages: list[StageBar]
+    cleanup_s: float | None
+    checks: list[CheckView]
+    checksum_state: str
+    target_rows: list[tuple[str, str]]
+    rpo_rows: list[tuple[str, str]]
+    rto_chart: Chart
+    rpo_chart: Chart
+    previous: Point | None
+    months: dict[str, Point] = field(default_factory=dict)
+
+    @property
+    def anchor(self) -> str:
+        return f"drill-{self.index}"
+
+    @property
+    def title(self) -> str:
+        return f"{self.record.database} / {self.record.layer}"
+
+    @property
+    def verdict(self) -> str:
+        return self.record.verdict
+
+    @property
+    def verdict_label(self) -> str:
+        return VERDICT_LABEL[self.record.verdict]
+
+    @property
+    def layer_label(self) -> str:
+        return LAYER_LABEL.get(self.record.layer, self.record.layer)
+
+    def count(self, outcome: str) -> int:
+        return sum(1 for c in self.checks if c.outcome == outcome)
+
+    def delta(self, which: str) -> str | None:
+        """This run against the previous one, e.g. '+12% vs 2026-10-01'."""
+        if self.previous is None:
+            return None
+        now, before = getattr(self.record, which), getattr(self.previous, which)
+        if now is None or before is None or before <= 0:
+            return f"previous run {self.previous.at:%Y-%m-%d}: {format_duration(before)}"
+        change = (now - before) / before
+        return f"{change:+.0%} vs {self.previous.at:%Y-%m-%d} ({format_duration(before)})"
+
+
+def _checksum_state(record: DrillRecord) -> str:
+    backup = record.backup
+    if backup.sha256 and backup.sha256_expected:
+        return "match" if backup.sha256 == backup.sha256_expected else "mismatch"
+    if backup.sha256:
+        return "computed"
+    return "unknown"
+
+
+def _rows(data: dict[str, Any], skip: tuple[str, ...] = ()) -> list[tuple[str, str]]:
+    rows = []
+    for key, value in data.items():
+        if value is None or value == "" or key in skip:
+            continue
+        shown = format_duration(float(value)) if key.endswith("_s") and isinstance(value, int | float) else str(value)
+        rows.append((key.removesuffix("_s").replace("_", " "), shown))
+    return rows
+
+
+def _stages(record: DrillRecord) -> list[StageBar]:
+    timed = [(label, getattr(record.stages, key)) for key, label in STAGES]
+    timed = [(label, float(s)) for label, s in timed if s is not None]
+    total = sum(s for _label, s in timed) or 1.0
+    return [StageBar(label, s, round(max(0.8, 100 * s / total), 2)) for label, s in timed]
+
+
+def _checks(record: DrillRecord) -> list[CheckView]:
+    views = [
+        CheckView(
+            name=c.name,
+            outcome=c.outcome,
+            label=OUTCOME_LABEL[c.outcome],
+            detail=c.detail,
+            sql=c.sql,
+            duration_s=c.duration_s,
+            category=check_category(c),
+            hint=check_hint(c) if c.outcome != "passed" else None,
+        )
+        for c in record.checks
+    ]
+    for note in record.notes:  # checks that did not apply to this backup are listed, never counted as passed
+        name, marker, why = note.partition(" not applicable: ")
+        if marker and " " not in name:
+            views.append(CheckView(name, "skipped", OUTCOME_LABEL["skipped"], why, None, None, None, None))
+    return views
+
+
+def _months(points: list[Point]) -> dict[str, Point]:
+    """The last run of each month: what "compared with previous months" is read from."""
+    last: dict[str, Point] = {}
+    for point in points:
+        last[point.month] = point
+    return last
+
+
+def drill_view(index: int, record: DrillRecord, file: str, sha256: str, points: list[Point]) -> DrillView:
+    earlier = [p for p in points if p.run_id < record.run_id]
+    gap = record.rpo_detail.get("largest_gap_s")
+    return DrillView(
+        index=index,
+        record=record,
+        evidence_file=file,
+        evidence_sha256=sha256,
+        category=drill_category(record),
+        hint=drill_hint(record),
+        rto=Gauge(record.rto_s, record.objectives.rto_s),
+        rpo=Gauge(record.rpo_s, record.objectives.rpo_s),
+        gap=Gauge(float(gap) if isinstance(gap, int | float) else None, record.objectives.rpo_s),
+        stages=_stages(record),
+        cleanup_s=record.stages.cleanup_s,
+        checks=_checks(record),
+        checksum_state=_checksum_state(record),
+        target_rows=[("recovery target", record.recovery_target), *_rows(record.target_info.model_dump())],
+        rpo_rows=_rows(record.rpo_detail),
+        rto_chart=trend_chart("RTO", points, lambda p: p.rto_s, lambda p: p.rto_objective_s),
+        rpo_chart=trend_chart("RPO", points, lambda p: p.rpo_s, lambda p: p.rpo_objective_s),
+        previous=earlier[-1] if earlier else None,
+        months=_months(points),
+    )

@@ -1,0 +1,218 @@
+"""The whole run as the report shows it: verdict, matrix, environment, controls, integrity."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from restoredrill import __version__
+from restoredrill.durations import format_duration
+from restoredrill.report.context import RunContext
+from restoredrill.report.controls import CONTROLS, SCOPE_NOTE, Control
+from restoredrill.report.history import History, parse_time
+from restoredrill.report.model import LAYER_LABEL, VERDICT_LABEL, DrillView
+
+LAYER_ORDER = ("logical", "pgbackrest", "rds")
+MONTHS_SHOWN = 6
+
+
+@dataclass(frozen=True)
+class Cell:
+    drills: list[DrillView]
+    expected: bool  # configured for this database (a missing record then means "not run")
+
+
+@dataclass(frozen=True)
+class ControlRow:
+    control: Control
+    status: str
+    state: str
+
+
+@dataclass
+class ReportView:
+    title: str
+    run_id: str
+    run_date: datetime
+    generated_at: str
+    verdict: str
+    verdict_label: str
+    headline: str
+    drills: list[DrillView]
+    databases: list[str]
+    layers: list[tuple[str, str]]
+    matrix: dict[tuple[str, str], Cell]
+    not_run: list[str]
+    environment: list[tuple[str, list[str]]]
+    controls: list[ControlRow]
+    scope_note: str
+    history: History
+    integrity: list[tuple[str, str, int]]
+    signing: str
+    manifest_name: str
+    failures: list[DrillView] = field(default_factory=list)
+    generator: str = f"restoredrill {__version__}"
+
+    @property
+    def months(self) -> list[str]:
+        return sorted({m for d in self.drills for m in d.months})[-MONTHS_SHOWN:]
+
+    def count(self, verdict: str) -> int:
+        return sum(1 for d in self.drills if d.verdict == verdict)
+
+    @property
+    def checks_total(self) -> int:
+        return sum(len([c for c in d.checks if c.outcome != "skipped"]) for d in self.drills)
+
+    def checks_with(self, outcome: str) -> int:
+        return sum(d.count(outcome) for d in self.drills)
+
+
+def overall_verdict(drills: list[DrillView]) -> str:
+    """Green only when there is something to show and every drill passed."""
+    verdicts = {d.verdict for d in drills}
+    if "failed" in verdicts:
+        return "failed"
+    if "could_not_verify" in verdicts or not drills:
+        return "could_not_verify"
+    return "passed"
+
+
+def _names(drills: list[DrillView], limit: int = 4) -> str:
+    named = [f"{d.title} ({d.category})" if d.category else d.title for d in drills]
+    return ", ".join(named[:limit]) + (f" and {len(named) - limit} more" if len(named) > limit else "")
+
+
+def headline(verdict: str, drills: list[DrillView]) -> str:
+    total = len(drills)
+    if verdict == "passed":
+        within = all(d.rto.state in ("ok", "warn") and d.rpo.state in ("ok", "warn") for d in drills)
+        tail = ", every one within its RTO and RPO" if within else ""
+        return f"All {total} drill{'s' if total != 1 else ''} restored the newest backup and passed every check{tail}."
+    failed = [d for d in drills if d.verdict == "failed"]
+    unverified = [d for d in drills if d.verdict == "could_not_verify"]
+    parts = []
+    if failed:
+        parts.append(f"{len(failed)} of {total} drills failed: {_names(failed)}.")
+    if unverified:
+        parts.append(
+            f"{len(unverified)} of {total} could not be verified, so nothing is proven for them: {_names(unverified)}."
+        )
+    return " ".join(parts)
+
+
+def matrix(
+    drills: list[DrillView], expected: list[tuple[str, str]]
+) -> tuple[list[str], list[tuple[str, str]], dict[tuple[str, str], Cell], list[str]]:
+    databases = sorted({d.record.database for d in drills} | {db for db, _ in expected})
+    present = {d.record.layer for d in drills} | {layer for _, layer in expected}
+    layers = [name for name in LAYER_ORDER if name in present] + sorted(present - set(LAYER_ORDER))
+    cells = {}
+    for db in databases:
+        for layer in layers:
+            mine = [d for d in drills if d.record.database == db and d.record.layer == layer]
+            cells[(db, layer)] = Cell(mine, (db, layer) in expected)
+    not_run = [f"{db} / {layer}" for (db, layer), cell in cells.items() if cell.expected and not cell.drills]
+    return databases, [(name, LAYER_LABEL.get(name, name)) for name in layers], cells, not_run
+
+
+def _unique(values: list[str]) -> list[str]:
+    return [v for v in dict.fromkeys(values) if v]
+
+
+def environment(drills: list[DrillView], context: RunContext) -> list[tuple[str, list[str]]]:
+    records = [d.record for d in drills]
+    started = min((r.started_at for r in records), default="")
+    finished = max((r.finished_at or "" for r in records), default="")
+    begin, end = parse_time(started), parse_time(finished)
+    took = f" ({format_duration((end - begin).total_seconds())})" if begin and end else ""
+    rows: list[tuple[str, list[str]]] = [
+        ("run", [f"{context.run_id}: {started} to {finished or 'unfinished'}{took}"]),
+        ("run by", _unique([r.run_by for r in records])),
+    ]
+    ci = context.ci
+    if ci:
+        described = ", ".join(f"{k} {v}" for k, v in ci.items() if k not in {"run_url", "provider"})
+        rows.append(("CI", _unique([f"{ci.get('provider', 'ci')}: {described}", ci.get("run_url", "")])))
+    rows.append(("host", _unique([r.host for r in records] + [f"{context.platform}, Python {context.python}"])))
+    commit = context.git_commit or "unknown (not a git checkout)"
+    if context.git_dirty:
+        commit += " with uncommitted changes"
+    rows.append(("suite", [f"restoredrill {context.suite_version}, commit {commit}"]))
+    if context.command:
+        rows.append(("command", [context.command]))
+    if context.config_path:
+        rows.append(("configuration", [f"{context.config_path}", f"sha256 {context.config_sha256 or 'unreadable'}"]))
+    targets = []
+    for r in records:
+        info = r.target_info.model_dump(exclude_none=True)
+        kind = info.pop("kind", r.target)
+        startup = info.pop("startup_s", None)
+        described = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in info.items())
+        targets.append(f"{kind}: {described}" + (f", started in {format_duration(startup)}" if startup else ""))
+    rows.append(("targets", _unique(targets)))
+    tools: dict[str, list[str]] = {}
+    for r in records:
+        for tool, version in r.tool_versions.items():
+            tools.setdefault(tool, []).append(version)
+    rows += [(f"tool: {tool}", _unique(versions)) for tool, versions in sorted(tools.items())]
+    rows.append(("context recorded", [f"{context.captured_at}, at {context.captured_when}"]))
+    return rows
+
+
+def control_rows(verdict: str, drills: list[DrillView], history: History, run_date: datetime) -> list[ControlRow]:
+    rows = []
+    failed = sum(1 for d in drills if d.verdict == "failed")
+    unverified = sum(1 for d in drills if d.verdict == "could_not_verify")
+    year_ago = run_date - timedelta(days=365)
+    runs_in_year = len({p.run_id for points in history.series.values() for p in points if p.at >= year_ago})
+    for control in CONTROLS:
+        if verdict == "passed":
+            status, state = f"Supported by all {len(drills)} drills of this run", "passed"
+        elif failed:
+            status, state = f"Exception: {failed} drill(s) failed (see Failures)", "failed"
+        else:
+            status, state = f"Not evidenced for {unverified} drill(s): they could not be verified", "could_not_verify"
+        if control.regular:
+            status += f"; {runs_in_year} run(s) in the 12 months to {run_date:%Y-%m-%d}"
+        rows.append(ControlRow(control, status, state))
+    return rows
+
+
+def report_view(
+    *,
+    drills: list[DrillView],
+    expected: list[tuple[str, str]],
+    context: RunContext,
+    history: History,
+    generated_at: str,
+    integrity: list[tuple[str, str, int]],
+    signing: str,
+    manifest_name: str,
+) -> ReportView:
+    verdict = overall_verdict(drills)
+    run_date = parse_time(None, context.run_id) or parse_time(generated_at)
+    assert run_date is not None
+    databases, layers, cells, not_run = matrix(drills, expected)
+    return ReportView(
+        title=f"Restore drill report, {run_date:%d %B %Y}",
+        run_id=context.run_id,
+        run_date=run_date,
+        generated_at=generated_at,
+        verdict=verdict,
+        verdict_label=VERDICT_LABEL[verdict],
+        headline=headline(verdict, drills),
+        drills=drills,
+        databases=databases,
+        layers=layers,
+        matrix=cells,
+        not_run=not_run,
+        environment=environment(drills, context),
+        controls=control_rows(verdict, drills, history, run_date),
+        scope_note=SCOPE_NOTE,
+        history=history,
+        integrity=integrity,
+        signing=signing,
+        manifest_name=manifest_name,
+        failures=[d for d in drills if d.verdict != "passed"],
+    )
