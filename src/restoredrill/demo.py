@@ -90,6 +90,25 @@ column = "created_at"
 name = "every order belongs to a user"
 sql = "SELECT count(*) FROM orders o LEFT JOIN users u ON u.id = o.user_id WHERE u.id IS NULL"
 expect = 0
+
+[objectives.pgbackrest]
+rpo = "15m"   # archived WAL may be 15 minutes old at most
+rto = "30m"
+
+[databases.{db}.pgbackrest]
+stanza = "{stanza}"
+config = "{pgbackrest_config}"
+pitr_target = "3s"        # point in time: 3 s before the newest archived WAL (a short demo window)
+
+[databases.{db}.pgbackrest.marker]  # the heartbeat table written every second by the source
+table = "public.restoredrill_heartbeat"
+column = "beat_at"
+interval = "1s"
+tolerance = "5s"
+
+[databases.{db}.pgbackrest.ledger]  # PITR to random targets holds exactly the rows committed before them
+table = "public.ledger"
+examples = 2
 """
 
 
@@ -129,13 +148,42 @@ def make_daily_backups(
 
 
 def build_demo(folder: Path, reports: Path, log: Callable[[str], None] = print) -> Path:
-    """Build (or rebuild) the demo in `folder`; returns the path of its drills.toml."""
+    """Build (or rebuild) the demo in `folder`; returns the path of its drills.toml.
+
+    One source cluster serves both layers: the backup job writes four daily dumps (simulated days) into a
+    local store, then the cluster archives WAL with pgBackRest while full, diff and incr sets are taken
+    and a heartbeat and a ledger keep writing.
+    """
+    from restoredrill.demo_physical import make_pgbackrest_repo
+
     folder = folder.resolve()
+    folder.mkdir(parents=True, exist_ok=True)
     store = folder / "backups"
     shutil.rmtree(store, ignore_errors=True)
     store.mkdir(parents=True)
-    make_daily_backups(f"file://{store}/postgres/logical/", log=log)
+    now = datetime.now(UTC).replace(microsecond=0)
+
+    def logical_backups(source: LocalInstance) -> None:
+        dsn = load_shop(source)
+        for days_ago in range(DAYS - 1, -1, -1):
+            taken_at = now - timedelta(days=days_ago)
+            add_day_of_orders(source, taken_at)
+            result = backup_logical(
+                dsn, f"file://{store}/postgres/logical/", sse=None, now=taken_at, log=lambda _m: None
+            )
+            log(f"demo: backup job wrote {result.key} ({result.size_bytes} bytes, {result.rows} rows)")
+
+    repo = make_pgbackrest_repo(folder / "pgbackrest", log=log, database=DEMO_DATABASE, prepare=logical_backups)
     config = folder / "drills.toml"
-    config.write_text(CONFIG.format(reports=reports.resolve(), store=store, db=DEMO_DATABASE, users=USERS))
+    config.write_text(
+        CONFIG.format(
+            reports=reports.resolve(),
+            store=store,
+            db=DEMO_DATABASE,
+            users=USERS,
+            stanza=repo.stanza,
+            pgbackrest_config=repo.config,
+        )
+    )
     log(f"demo: configuration in {config}")
     return config

@@ -78,6 +78,12 @@ class _Writer(threading.Thread):
             self.error = exc
 
 
+def _exists(source: LocalInstance, database: str) -> bool:
+    assert source.connection is not None
+    with source.connection.connect("postgres") as conn:
+        return conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,)).fetchone() is not None
+
+
 def make_pgbackrest_repo(
     folder: Path,
     *,
@@ -85,10 +91,14 @@ def make_pgbackrest_repo(
     config_extra: str = "",
     env: dict[str, str] | None = None,
     pace: float = 1.5,
+    tail: float | None = None,
     keep: Callable[[LocalInstance, PgBackRestDemo], None] | None = None,
+    database: str = "postgres",
+    prepare: Callable[[LocalInstance], None] | None = None,
 ) -> PgBackRestDemo:
     """Build a repository with full, diff and incr sets and WAL up to the end; the source is then removed.
 
+    `pace` seconds of writes follow each backup, `tail` (default: pace) after the last one.
     `keep`, if given, is called with the still-running source at the end (tests read expectations there).
     """
     shutil.rmtree(folder, ignore_errors=True)
@@ -131,21 +141,25 @@ def make_pgbackrest_repo(
                 raise CouldNotVerify(f"demo: pgbackrest {' '.join(args)} failed: {result.tail(2)}")
 
         pgbackrest("stanza-create")
-        with source.connection.connect("postgres") as conn:
+        if prepare is not None:
+            prepare(source)
+        if database != "postgres" and not _exists(source, database):
+            source.create_database(database)
+        with source.connection.connect(database) as conn:
             conn.execute(MARKER_SQL)
-        writer = _Writer(source.connection.conninfo("postgres"), source.connection.password, interval=1.0)
+        writer = _Writer(source.connection.conninfo(database), source.connection.password, interval=1.0)
         writer.start()
         try:
             for kind in ("full", "diff", "incr"):
                 pgbackrest("--type=" + kind, "backup")
                 log(f"demo: pgBackRest {kind} backup of stanza {STANZA}")
-                time.sleep(pace)
+                time.sleep(pace if kind != "incr" or tail is None else tail)
         finally:
             writer.stop.set()
             writer.join()
         if writer.error is not None:
             raise CouldNotVerify(f"demo: the heartbeat writer failed: {writer.error}")
-        with source.connection.connect("postgres") as conn:
+        with source.connection.connect(database) as conn:
             segment = conn.execute("SELECT pg_walfile_name(pg_switch_wal())").fetchone()
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline:

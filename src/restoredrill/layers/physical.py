@@ -90,7 +90,7 @@ class PhysicalDrill(Drill):
         self.work = Path(tempfile.mkdtemp(prefix=PREFIX + "pgbr-", dir=workdir_base(target.workdir)))
         (self.work / MARKER).write_text(json.dumps({"run_id": self.record.run_id, "owner_pid": os.getpid()}))
         if run_as:
-            os.chmod(self.work, 0o711)
+            os.chmod(self.work, 0o711)  # noqa: S103 - traverse only: the server user reaches its lock folder
         repo = self.repo = PgBackRest(
             self.source.stanza,
             config=self.source.config,
@@ -234,10 +234,8 @@ class PhysicalDrill(Drill):
         outcome = self.outcome
         assert outcome is not None
         if self.kind == "time":
-            ok = (
-                (outcome.stopped is not None
-                and "stopping before" in outcome.stopped)
-                or (outcome.stopped is not None and "stopping after" in outcome.stopped)
+            ok = (outcome.stopped is not None and "stopping before" in outcome.stopped) or (
+                outcome.stopped is not None and "stopping after" in outcome.stopped
             )
             detail = outcome.stopped or "the log never says the recovery target was reached"
         elif self.kind == "immediate":
@@ -443,35 +441,20 @@ class PhysicalDrill(Drill):
         """A separate PITR restore to `target`; the ids of the ledger rows it holds."""
         assert self.repo is not None
         assert self.instance is not None
-        with RecoveredInstance(
+        return rows_at(
+            self.repo,
             self.instance.bindir,
+            target,
+            table,
+            id_column,
+            dbname=self.dbname,
             run_id=self.record.run_id,
             base=self.config.target.workdir,
             run_as=self.instance.user,
             superuser=self.source.superuser,
             timeout=self.config.target.restore_timeout,
-        ) as probe:
-            data = probe.prepare()
-            result = self.repo.restore(
-                data,
-                [
-                    f"--job-retry={self.source.job_retry}",
-                    "--type=time",
-                    f"--target={target_text(target)}",
-                    "--target-action=promote",
-                ],
-                timeout=self.config.target.restore_timeout,
-            )
-            if result.returncode != 0:
-                raise _restore_failure(result)
-            probe.start_and_recover()
-            assert probe.connection is not None
-            schema, _, name = table.rpartition(".")
-            query = sql.SQL("SELECT {} FROM {}.{}").format(
-                sql.Identifier(id_column), sql.Identifier(schema or "public"), sql.Identifier(name)
-            )
-            with probe.connection.connect(self.dbname) as conn:
-                return {int(r[0]) for r in conn.execute(query).fetchall()}
+            job_retry=self.source.job_retry,
+        )
 
     def restore_log_tail(self, lines: int = 40) -> str:
         text = self.restore_log.strip()
@@ -487,6 +470,45 @@ class PhysicalDrill(Drill):
             self.instance.destroy()
         if self.work is not None:
             shutil.rmtree(self.work, ignore_errors=True)
+
+
+def rows_at(
+    repo: PgBackRest,
+    bindir: Path,
+    target: datetime,
+    table: str,
+    id_column: str,
+    *,
+    dbname: str,
+    run_id: str,
+    base: Path | None,
+    run_as: proc.RunAs | None,
+    superuser: str,
+    timeout: float,
+    job_retry: int = 0,
+) -> set[int]:
+    """Restore the repository to `target` in a throwaway instance; the ids of `table` it holds."""
+    with RecoveredInstance(
+        bindir, run_id=run_id, base=base, run_as=run_as, superuser=superuser, timeout=timeout
+    ) as probe:
+        data = probe.prepare()
+        options = [
+            f"--job-retry={job_retry}",
+            "--type=time",
+            f"--target={target_text(target)}",
+            "--target-action=promote",
+        ]
+        result = repo.restore(data, options, timeout=timeout)
+        if result.returncode != 0:
+            raise _restore_failure(result)
+        probe.start_and_recover()
+        assert probe.connection is not None
+        schema, _, name = table.rpartition(".")
+        query = sql.SQL("SELECT {} FROM {}.{}").format(
+            sql.Identifier(id_column), sql.Identifier(schema or "public"), sql.Identifier(name)
+        )
+        with probe.connection.connect(dbname) as conn:
+            return {int(r[0]) for r in conn.execute(query).fetchall()}
 
 
 def ledger_commits(db: Restored, table: str, id_column: str) -> dict[int, datetime]:

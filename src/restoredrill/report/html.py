@@ -1,0 +1,55 @@
+"""The HTML drill report: Jinja2, auto-escaped, inline CSS and SVG, no script and no external request."""
+
+from __future__ import annotations
+
+from functools import cache
+
+import jinja2
+
+from restoredrill.durations import format_duration
+from restoredrill.report.history import parse_time
+from restoredrill.report.model import VERDICT_LABEL
+from restoredrill.report.overview import ReportView
+from restoredrill.report.redact import redact
+
+
+def _size(value: int | None) -> str:
+    if value is None:
+        return "unknown"
+    size, unit = float(value), "bytes"
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            break
+        size /= 1024
+    shown = f"{value:,} bytes" if unit == "bytes" else f"{size:.1f} {unit} ({value:,} bytes)"
+    return shown
+
+
+def _when(value: str | None) -> str:
+    moment = parse_time(value)
+    return f"{moment:%Y-%m-%d %H:%M:%S}" if moment else (value or "unknown")
+
+
+@cache
+def environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("restoredrill.report", "templates"),
+        autoescape=True,  # every value from a record is text, whatever it contains
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters.update(
+        dur=format_duration,
+        size=_size,
+        when=_when,
+        pct=lambda share: "n/a" if share is None else f"{share:.1%}" if share < 0.1 else f"{share:.0%}",
+        thousands=lambda n: f"{int(n):,}" if isinstance(n, int | float) else str(n),
+        verdict=lambda v: VERDICT_LABEL.get(v, str(v).upper()),
+    )
+    return env
+
+
+def render(view: ReportView) -> str:
+    """The report as one string; redacted once more on the way out."""
+    return redact(environment().get_template("report.html.j2").render(v=view))
