@@ -27,7 +27,7 @@ from restoredrill import pgtools, proc
 from restoredrill.checks import Restored
 from restoredrill.config import DrillConfig, PgBackRestSource
 from restoredrill.durations import format_duration, parse_duration
-from restoredrill.errors import BackupDefect, ConfigError, CouldNotVerify
+from restoredrill.errors import BackupDefect, ConfigError, CouldNotVerify, RestoreDrillError
 from restoredrill.evidence import CheckRecord, iso, utcnow
 from restoredrill.layers.base import CheckFunction, Drill, Log
 from restoredrill.layers.pgbackrest_repo import PgBackRest, StanzaInfo
@@ -69,7 +69,9 @@ class PhysicalDrill(Drill):
         self.kind = kind
         self.record.recovery_target = kind
         self.record.variant = kind
-        self.timing_checks = ("rto", *(("rpo_newest_wal",) if kind == "latest" else ()))
+        # Checks of the repository itself (not of the restored copy) run even when the restore failed.
+        repository = ("rpo_newest_wal", "wal_continuity", "pgbackrest_verify") if kind == "latest" else ()
+        self.timing_checks = ("rto", *repository)
         self.repo: PgBackRest | None = None
         self.info: StanzaInfo | None = None
         self.instance: RecoveredInstance | None = None
@@ -137,6 +139,7 @@ class PhysicalDrill(Drill):
             run_as=run_as,
             superuser=self.source.superuser,
             timeout=target.restore_timeout,
+            env=repo.env,
         )
         data = self.instance.prepare()
         started = time.monotonic()
@@ -202,11 +205,8 @@ class PhysicalDrill(Drill):
             "archive_mode_off": lambda _db: self._archive_mode_check(),
             "replay_proof": lambda db: self._replay_proof(db),
         }
-        if self.kind == "latest":
-            found["wal_continuity"] = lambda _db: self._continuity_check()
-            found["pgbackrest_verify"] = lambda _db: self._verify_check()
-            if self.source.ledger is not None:
-                found["ledger_pitr"] = lambda db: self._ledger_check(db)
+        if self.kind == "latest" and self.source.ledger is not None:
+            found["ledger_pitr"] = lambda db: self._ledger_check(db)
         found["amcheck"] = checks_mod.amcheck
         found["sequences"] = checks_mod.sequences
         return {**found, **checks_mod.configured_checks(self.db_config.checks)}
@@ -220,8 +220,15 @@ class PhysicalDrill(Drill):
     def _timing(self, name: str) -> CheckRecord:
         if name == "rto":
             return self.rto_check("restore + recovery until promoted")
-        if self.record.rpo_s is None:
+        if self.info is None or self.record.rpo_s is None:
             return self._not_run(name)
+        if name == "wal_continuity":
+            return self._continuity_check()
+        if name == "pgbackrest_verify":
+            try:
+                return self._verify_check()
+            except RestoreDrillError as exc:
+                return CheckRecord(name=name, outcome="error", detail=f"pgbackrest verify could not run: {exc}")
         age, allowed = self.record.rpo_s, self.objective.rpo
         return CheckRecord(
             name=name,
@@ -489,7 +496,7 @@ def rows_at(
 ) -> set[int]:
     """Restore the repository to `target` in a throwaway instance; the ids of `table` it holds."""
     with RecoveredInstance(
-        bindir, run_id=run_id, base=base, run_as=run_as, superuser=superuser, timeout=timeout
+        bindir, run_id=run_id, base=base, run_as=run_as, superuser=superuser, timeout=timeout, env=repo.env
     ) as probe:
         data = probe.prepare()
         options = [

@@ -49,6 +49,20 @@ _CHECK_HINTS = {
     "freshness": "The newest data in the backup is older than allowed: the backup may come from a lagging "
     "replica or an old snapshot.",
     "sql": "A custom check returned an unexpected value: read its SQL and expected value with the check's owner.",
+    "rpo_newest_wal": "WAL archiving has stalled: check archive_command / archive-push errors on the primary "
+    "(pg_stat_archiver) and the repository's free space.",
+    "wal_continuity": "WAL segments are missing from the archive, so point-in-time recovery across the gap is "
+    "impossible: take a new full backup now and find why archiving skipped segments.",
+    "pgbackrest_verify": "pgbackrest verify found damaged files in the repository: take a new full backup, keep the "
+    "damaged set for investigation, and check the repository's storage.",
+    "recovery": "Recovery did not reach its target: WAL needed for it is missing or unreadable; check the archive "
+    "and take a new backup.",
+    "replay_proof": "The restored cluster does not hold the data it should at its recovery point: WAL was not "
+    "replayed far enough; check the archive for gaps and late archiving.",
+    "ledger_pitr": "Point-in-time recovery restored the wrong set of committed rows: the recovery target or the WAL "
+    "archive is wrong; do not rely on PITR until this passes.",
+    "archive_mode_off": "A restored copy could archive WAL into the production repository: the restore must run "
+    "with --archive-mode=off.",
 }
 
 
@@ -65,9 +79,9 @@ def check_category(check: CheckRecord) -> Category | None:
         if _CORRUPT.search(check.detail):
             return "backup corrupt"
         return "stale backup" if _MISSING.search(check.detail) else "restore failed"
-    if name in {"restore_errors", "recovery", "pitr"} or "restore" in name or "recovery" in name:
+    if name in {"restore_errors", "recovery", "replay_proof"} or "restore" in name:
         return "restore failed"
-    if name in {"verify", "checksum"} or "checksum" in name:
+    if name in {"pgbackrest_verify", "wal_continuity"} or "checksum" in name or "verify" in name:
         return "backup corrupt"
     return "check failed"
 

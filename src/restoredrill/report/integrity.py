@@ -139,9 +139,7 @@ def _inside(folder: Path, relative: str) -> Path | None:
     return candidate if candidate.is_relative_to(folder.resolve()) and not Path(relative).is_absolute() else None
 
 
-def _check_signature(
-    manifest: Path, body: bytes, trusted: Ed25519PublicKey | None, result: Verification
-) -> None:
+def _check_signature(manifest: Path, body: bytes, trusted: Ed25519PublicKey | None, result: Verification) -> None:
     sig_path = manifest.with_name(manifest.name.removesuffix(MANIFEST_SUFFIX) + SIGNATURE_SUFFIX)
     if not sig_path.exists():
         if trusted is not None:

@@ -45,7 +45,11 @@ def markdown(view: ReportView, report_name: str) -> str:
         )
     if view.not_run:
         lines += ["", f"Not run: {_cell(', '.join(view.not_run))}"]
-    lines += ["", f"Run `{_cell(view.run_id)}`; the audit report is `{_cell(report_name)}` in the reports artifact.", ""]
+    lines += [
+        "",
+        f"Run `{_cell(view.run_id)}`; the audit report is `{_cell(report_name)}` in the reports artifact.",
+        "",
+    ]
     return redact("\n".join(lines))
 
 

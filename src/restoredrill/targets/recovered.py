@@ -66,9 +66,18 @@ class RecoveryOutcome:
 
 class RecoveredInstance:
     def __init__(
-        self, bindir: Path, *, run_id: str, base: Path | None, run_as: proc.RunAs | None, superuser: str, timeout: float
+        self,
+        bindir: Path,
+        *,
+        run_id: str,
+        base: Path | None,
+        run_as: proc.RunAs | None,
+        superuser: str,
+        timeout: float,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.bindir = bindir
+        self.env = env or {}  # e.g. the cipher passphrase: the server's restore_command needs it too
         self.run_id = run_id
         self.base = workdir_base(base)
         self.user = run_as
@@ -149,6 +158,7 @@ class RecoveredInstance:
             ],
             timeout=self.timeout + 30,
             run_as=self.user,
+            env=self.env,
             what="pg_ctl start",
         )
         if result.returncode != 0:

@@ -1,0 +1,146 @@
+"""From evidence records to the report folder: the HTML report, the optional Allure report, the
+manifest (and signature), and the CI job summary."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from restoredrill.errors import CouldNotVerify
+from restoredrill.evidence import DrillRecord, iso, utcnow
+from restoredrill.report.allure import build_allure
+from restoredrill.report.context import read_run_context
+from restoredrill.report.history import load_history, parse_time
+from restoredrill.report.html import render
+from restoredrill.report.integrity import (
+    MANIFEST_SUFFIX,
+    SIGNATURE_SUFFIX,
+    key_id,
+    load_signing_key,
+    sha256_file,
+    write_manifest,
+)
+from restoredrill.report.model import drill_view
+from restoredrill.report.overview import report_view
+from restoredrill.report.records import load_run
+from restoredrill.report.redact import redact, register_config_secrets
+from restoredrill.report.summary import append_step_summary
+
+
+@dataclass(frozen=True)
+class Built:
+    html: Path
+    manifest: Path
+    signature: Path | None
+    allure: Path | None
+    allure_error: str | None
+    summary: Path | None
+    verdict: str
+    drills: int
+    seconds: float
+
+
+def _scrub(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {k: _scrub(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrub(v) for v in value]
+    return value
+
+
+def scrubbed(record: DrillRecord) -> DrillRecord:
+    """The record with every text redacted, before any of it is laid out (escaping comes after)."""
+    return DrillRecord.model_validate(_scrub(record.model_dump()))
+
+
+def report_base(reports_dir: Path, run_id: str) -> str:
+    """`drill-report-<date>`; a second run on the same day gets the time too, never overwriting the first."""
+    moment = parse_time(None, run_id) or utcnow()
+    base = f"drill-report-{moment:%Y-%m-%d}"
+    manifest = reports_dir / f"{base}{MANIFEST_SUFFIX}"
+    if manifest.exists():
+        try:
+            owner = json.loads(manifest.read_text(encoding="utf-8")).get("run_id")
+        except (OSError, ValueError, AttributeError):
+            owner = None
+        if owner != run_id:
+            base = f"drill-report-{moment:%Y-%m-%dT%H%M%SZ}"
+    return base
+
+
+def build_report(
+    reports_dir: Path,
+    *,
+    run_id: str | None = None,
+    config_file: Path | None = None,
+    expected: list[tuple[str, str]] | None = None,
+    allure: bool = False,
+    signing_key: str | Path | None = None,
+) -> Built:
+    """Render everything for one run (the newest when run_id is None). Bad input raises ConfigError."""
+    started = time.monotonic()
+    register_config_secrets(config_file)
+    key = load_signing_key(signing_key)  # a bad key is refused before anything is written
+    run = load_run(reports_dir, run_id)
+    pairs = sorted(
+        ((scrubbed(r), p) for r, p in zip(run.records, run.files, strict=True)),
+        key=lambda pair: (pair[0].database, pair[0].layer, pair[0].recovery_target, pair[1].name),
+    )
+    records = [record for record, _path in pairs]
+    context, context_file = read_run_context(reports_dir, run.run_id, config_file)
+    history = load_history(reports_dir, records, up_to_run=run.run_id)
+    drills = []
+    for index, (record, path) in enumerate(pairs, start=1):
+        points = history.series.get((record.database, record.layer), [])
+        drills.append(drill_view(index, record, path.relative_to(reports_dir).as_posix(), sha256_file(path), points))
+    covered = [*run.files, *([context_file] if context_file else [])]
+    base = report_base(reports_dir, run.run_id)
+    signing = (
+        f"The manifest is signed with Ed25519 key {key_id(key.public_key())} ({base}{SIGNATURE_SUFFIX})."
+        if key
+        else "The manifest is not signed (set RESTOREDRILL_SIGNING_KEY to sign it with Ed25519)."
+    )
+    view = report_view(
+        drills=drills,
+        expected=expected or [],
+        context=context,
+        history=history,
+        generated_at=iso(utcnow()) or "",
+        integrity=[(p.relative_to(reports_dir).as_posix(), sha256_file(p), p.stat().st_size) for p in covered],
+        signing=signing,
+        manifest_name=f"{base}{MANIFEST_SUFFIX}",
+    )
+    html_path = reports_dir / f"{base}.html"
+    html_path.write_text(render(view), encoding="utf-8")
+    allure_path, allure_error = None, None
+    if allure:
+        try:
+            allure_path = build_allure(
+                reports_dir,
+                reports_dir / f"{base.replace('drill-report', 'allure-report')}.html",
+                records,
+                context,
+                history.runs,
+            )
+        except CouldNotVerify as exc:
+            allure_error = str(exc)
+    written = write_manifest(
+        reports_dir, base, run.run_id, [html_path, *covered, *([allure_path] if allure_path else [])], key
+    )
+    summary = append_step_summary(view, html_path.name)
+    return Built(
+        html=html_path,
+        manifest=written[0],
+        signature=written[1] if len(written) > 1 else None,
+        allure=allure_path,
+        allure_error=allure_error,
+        summary=summary,
+        verdict=view.verdict,
+        drills=len(drills),
+        seconds=time.monotonic() - started,
+    )
