@@ -1,4 +1,4 @@
-"""`restoredrill demo | run | backup logical | janitor`: one sentence and a non-zero exit on any error."""
+"""`restoredrill demo | run | backup logical | janitor | report | verify-report`: one sentence, non-zero exit."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import NoReturn
 
 from restoredrill import proc
 from restoredrill.errors import BackupDefect, ConfigError, RestoreDrillError
+from restoredrill.report import commands as report_commands
 
 PROJECT = Path(__file__).resolve().parents[2]
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_COULD_NOT_VERIFY, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
@@ -57,6 +58,7 @@ def _parser() -> argparse.ArgumentParser:
 
     janitor = sub.add_parser("janitor", help="remove throwaway instances left by crashed drills")
     janitor.add_argument("--workdir", type=Path, default=None)
+    report_commands.add_parsers(sub)  # report, verify-report
     return parser
 
 
@@ -110,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"{result.tables} tables, {result.rows} rows, sha256 {result.sha256}"
             )
             return EXIT_OK
+        if args.command in report_commands.COMMANDS:
+            return report_commands.main(args)
         if args.command == "janitor":
             from restoredrill.targets.local import janitor
 

@@ -16,6 +16,7 @@ from restoredrill.config import config_path, load_config
 from restoredrill.durations import format_duration
 from restoredrill.errors import ConfigError
 from restoredrill.evidence import DrillRecord, load_records, new_run_id, overall_exit_code
+from restoredrill.report.commands import after_run, before_run
 
 PROJECT = Path(__file__).resolve().parents[2]
 DRILLS = PROJECT / "drills"
@@ -34,6 +35,7 @@ def run_drills(config_file: str | None, pytest_args: list[str]) -> int:
     run_id = new_run_id()
     reports = config.reports_dir
     reports.mkdir(parents=True, exist_ok=True)
+    before_run(reports, run_id, path)  # a bad signing key stops here; records the suite's commit for the report
     os.environ["RESTOREDRILL_RUN_ID"] = run_id
     os.environ["RESTOREDRILL_CONFIG"] = str(path)
     args = [
@@ -59,6 +61,7 @@ def run_drills(config_file: str | None, pytest_args: list[str]) -> int:
     code = pytest.main(args)
     records = load_records(reports, run_id)
     _summary(console, records, reports)
+    reported = after_run(lambda text: console.print(text, markup=False, highlight=False), reports, run_id, path, config)
     if code == pytest.ExitCode.INTERRUPTED:
         return 130
     if code == pytest.ExitCode.USAGE_ERROR:
@@ -71,7 +74,7 @@ def run_drills(config_file: str | None, pytest_args: list[str]) -> int:
         return 1  # an item failed that no record explains: never report green
     if code == pytest.ExitCode.INTERNAL_ERROR and verdict == 0:
         return 3
-    return verdict
+    return verdict if reported or verdict else 3  # green needs the audit report too
 
 
 def _summary(console: Console, records: list[DrillRecord], reports: Path) -> None:

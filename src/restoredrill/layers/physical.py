@@ -380,11 +380,13 @@ class PhysicalDrill(Drill):
                 ),
                 None,
             )
-            until = f"until backup {after.label} stopped at {iso(after.stopped_at)}" if after else "from then on"
-            sentences.append(
-                f"{gap.describe(self.source.wal_segment_mb)}: point-in-time recovery to any moment "
-                f"after {since} is impossible {until}"
+            window = (
+                f"targets between {since} and the stop of backup {after.label} ({iso(after.stopped_at)}) "
+                "cannot be recovered"
+                if after
+                else f"no target after {since} can be recovered, not even by replaying to the end"
             )
+            sentences.append(f"{gap.describe(self.source.wal_segment_mb)}: point-in-time recovery is broken: {window}")
         return CheckRecord(name="wal_continuity", outcome="failed", detail="; ".join(sentences))
 
     def _verify_check(self) -> CheckRecord:

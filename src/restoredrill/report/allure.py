@@ -73,12 +73,13 @@ def _result(folder: Path, record: DrillRecord, check: CheckRecord | None, status
     detail = check.detail if check else (record.reason or "the drill recorded no check")
     category = (check_category(check) if check else drill_category(record)) if status in ("failed", "broken") else None
     hint = (check_hint(check) if check else drill_hint(record)) if category else None
+    layer = record.layer + (f" ({record.variant})" if record.variant else "")
     result: dict[str, Any] = {
         "uuid": str(uuid.uuid4()),
-        "historyId": _digest(record.database, record.layer, name),
-        "testCaseId": _digest(record.database, record.layer, name),
-        "name": f"{record.database} / {record.layer}: {name}",
-        "fullName": f"restore-drills.{record.layer}.{record.database}.{name}",
+        "historyId": _digest(record.database, layer, name),
+        "testCaseId": _digest(record.database, layer, name),
+        "name": f"{record.database} / {layer}: {name}",
+        "fullName": f"restore-drills.{layer}.{record.database}.{name}",
         "status": status,
         "description": detail,
         "start": start,
@@ -89,7 +90,7 @@ def _result(folder: Path, record: DrillRecord, check: CheckRecord | None, status
             {"name": "story", "value": record.database},
             {"name": "parentSuite", "value": "restore drills"},
             {"name": "suite", "value": record.database},
-            {"name": "subSuite", "value": record.layer},
+            {"name": "subSuite", "value": layer},
             {"name": "host", "value": record.host},
             {"name": "framework", "value": "restoredrill"},
             {"name": "severity", "value": "critical" if name in ("restore", "drill", "rto") else "normal"},
@@ -114,8 +115,16 @@ def _result(folder: Path, record: DrillRecord, check: CheckRecord | None, status
     return result
 
 
+def _status(check: CheckRecord) -> str:
+    """A check that never ran because the drill stopped earlier is skipped in Allure (the drill's own
+    failing item carries the category); one that ran and could not finish is broken."""
+    if check.outcome == "error" and check.detail.startswith("not run:"):
+        return "skipped"
+    return _STATUS[check.outcome]
+
+
 def _results_of(folder: Path, record: DrillRecord) -> list[dict[str, Any]]:
-    results = [_result(folder, record, c, _STATUS[c.outcome]) for c in record.checks]
+    results = [_result(folder, record, c, _status(c)) for c in record.checks]
     for note in record.notes:
         check, marker, why = note.partition(" not applicable: ")
         if marker and " " not in check:

@@ -13,7 +13,7 @@ from restoredrill.errors import CouldNotVerify
 from restoredrill.evidence import DrillRecord, iso, utcnow
 from restoredrill.report.allure import build_allure
 from restoredrill.report.context import read_run_context
-from restoredrill.report.history import load_history, parse_time
+from restoredrill.report.history import key_of, load_history, parse_time
 from restoredrill.report.html import render
 from restoredrill.report.integrity import (
     MANIFEST_SUFFIX,
@@ -23,7 +23,7 @@ from restoredrill.report.integrity import (
     sha256_file,
     write_manifest,
 )
-from restoredrill.report.model import drill_view
+from restoredrill.report.model import drill_view, order_key
 from restoredrill.report.overview import report_view
 from restoredrill.report.records import load_run
 from restoredrill.report.redact import redact, register_config_secrets
@@ -89,14 +89,14 @@ def build_report(
     run = load_run(reports_dir, run_id)
     pairs = sorted(
         ((scrubbed(r), p) for r, p in zip(run.records, run.files, strict=True)),
-        key=lambda pair: (pair[0].database, pair[0].layer, pair[0].recovery_target, pair[1].name),
+        key=lambda pair: (order_key(pair[0]), pair[1].name),
     )
     records = [record for record, _path in pairs]
     context, context_file = read_run_context(reports_dir, run.run_id, config_file)
     history = load_history(reports_dir, records, up_to_run=run.run_id)
     drills = []
     for index, (record, path) in enumerate(pairs, start=1):
-        points = history.series.get((record.database, record.layer), [])
+        points = history.series.get(key_of(record), [])
         drills.append(drill_view(index, record, path.relative_to(reports_dir).as_posix(), sha256_file(path), points))
     covered = [*run.files, *([context_file] if context_file else [])]
     base = report_base(reports_dir, run.run_id)

@@ -9,7 +9,29 @@ from restoredrill.durations import format_duration
 from restoredrill.report.history import Point
 
 WIDTH, HEIGHT = 340, 120
+_NICE = [
+    *(m * 10.0**k for k in range(-1, 2) for m in (1, 2, 3, 5)),  # 0.1 s .. 50 s
+    60,
+    120,
+    180,
+    300,
+    600,
+    900,
+    1200,
+    1800,
+    3600,
+    7200,
+    10800,
+    21600,
+    43200,  # 1 min .. 12 h
+    *(d * 86400.0 for d in (1, 2, 3, 5, 7, 14, 30, 60, 90, 180, 365)),
+]
 LEFT, RIGHT, TOP, BOTTOM = 46, 10, 10, 22
+
+
+def nice_ceiling(value: float) -> float:
+    """The smallest round duration at or above value, so the axis reads 0 / 2m30s / 5m, not 0 / 54.6s / 1m49s."""
+    return next((n for n in _NICE if n >= value), value)
 
 
 @dataclass(frozen=True)
@@ -48,7 +70,7 @@ def trend_chart(
     top_value = max(values, default=0.0)
     top_objective = max(objectives, default=0.0)
     show_objective = bool(objectives) and (not values or top_objective <= 3 * max(top_value, 1e-9))
-    y_max = max(top_value * 1.15, top_objective * 1.08 if show_objective else 0.0, 1.0)
+    y_max = nice_ceiling(max(top_value * 1.05, top_objective * 1.05 if show_objective else 0.0, 1.0))
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
 
     def x_of(i: int) -> float:

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from restoredrill.errors import ConfigError, RestoreDrillError
+from restoredrill.errors import RestoreDrillError
 from restoredrill.report.build import Built, build_report
-from restoredrill.report.integrity import load_public_key, verify_folder
-from restoredrill.report.redact import redact
+from restoredrill.report.context import write_run_context
+from restoredrill.report.integrity import load_public_key, load_signing_key, verify_folder
+from restoredrill.report.redact import redact, register_config_secrets
 
 COMMANDS = ("report", "verify-report")
 LAYERS = ("logical", "pgbackrest", "rds")
@@ -22,17 +24,26 @@ def add_parsers(sub: Any) -> None:
         "report", help="render the HTML drill report (and --allure) from the evidence records of a run"
     )
     report.add_argument(
-        "--reports", type=Path, default=None, help="report folder (default: reports_dir of the configuration, else ./reports)"
+        "--reports",
+        type=Path,
+        default=None,
+        help="report folder (default: reports_dir of the configuration, else ./reports)",
     )
     report.add_argument("--config", default=None, help="drills.toml (default $RESTOREDRILL_CONFIG or ./drills.toml)")
     report.add_argument("--run", dest="run_id", default=None, help="the run to report (default: the newest)")
     report.add_argument("--allure", action="store_true", help="also build a single-file offline Allure report")
     report.add_argument(
-        "--signing-key", default=None, help="Ed25519 private key (PEM file) to sign the manifest ($RESTOREDRILL_SIGNING_KEY)"
+        "--signing-key",
+        default=None,
+        help="Ed25519 private key (PEM file) to sign the manifest ($RESTOREDRILL_SIGNING_KEY)",
     )
     verify = sub.add_parser("verify-report", help="check a report folder against its manifests (SHA-256, Ed25519)")
-    verify.add_argument("folder", nargs="?", type=Path, default=Path("reports"), help="report folder (default reports/)")
-    verify.add_argument("--public-key", type=Path, default=None, help="Ed25519 public key (PEM) the signature must match")
+    verify.add_argument(
+        "folder", nargs="?", type=Path, default=Path("reports"), help="report folder (default reports/)"
+    )
+    verify.add_argument(
+        "--public-key", type=Path, default=None, help="Ed25519 public key (PEM) the signature must match"
+    )
 
 
 def expected_drills(config: Any) -> list[tuple[str, str]]:
@@ -107,14 +118,22 @@ def main(args: argparse.Namespace) -> int:
     return run_verify(args) if args.command == "verify-report" else run_report(args)
 
 
-def after_run(reports: Path, run_id: str, config_file: Path, config: Any) -> tuple[str, bool]:
-    """The report at the end of `restoredrill run`: (what to print, whether it was written)."""
+def before_run(reports: Path, run_id: str, config_file: Path) -> None:
+    """At the start of `restoredrill run`: a bad signing key stops the run here (one sentence, exit 2),
+    not after hours of drills; the suite's commit and the CI run are recorded for the report."""
+    register_config_secrets(config_file)
+    load_signing_key()
+    write_run_context(reports, run_id, config_file)
+
+
+def after_run(say: Callable[[str], object], reports: Path, run_id: str, config_file: Path, config: Any) -> bool:
+    """The report at the end of `restoredrill run`; False when it could not be written (never silently)."""
+    if not any((reports / "evidence").glob(f"{run_id}--*.json")):
+        return True  # no drill left a record: the run's verdict already says nothing was verified
     try:
         built = build_report(reports, run_id=run_id, config_file=config_file, expected=expected_drills(config))
-    except ConfigError as exc:
-        return f"no report: {exc}", False
-    except RestoreDrillError as exc:
-        return f"the drill report could not be written: {exc}", False
-    except OSError as exc:
-        return redact(f"the drill report could not be written: {exc}"), False
-    return describe(built), True
+    except (RestoreDrillError, OSError) as exc:
+        say(redact(f"restoredrill: the drill report could not be written: {exc}"))
+        return False
+    say(describe(built))
+    return True

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from restoredrill.evidence import DrillRecord
 
-Key = tuple[str, str]  # (database, layer)
+Key = tuple[str, str, str | None]  # (database, layer, variant)
 
 
 @dataclass(frozen=True)
@@ -55,13 +55,14 @@ def _point(line: dict[str, object]) -> tuple[Key, Point] | None:
     run_id, database, layer = line.get("run_id"), line.get("database"), line.get("layer")
     if not (isinstance(run_id, str) and isinstance(database, str) and isinstance(layer, str)):
         return None
+    variant = line.get("variant") if isinstance(line.get("variant"), str) else None
     finished = line.get("finished_at")
     at = parse_time(finished if isinstance(finished, str) else None, run_id)
     if at is None:
         return None
     objectives = line.get("objectives") if isinstance(line.get("objectives"), dict) else {}
     assert isinstance(objectives, dict)
-    return (database, layer), Point(
+    return (database, layer, variant), Point(
         run_id=run_id,
         at=at,
         verdict=str(line.get("verdict", "could_not_verify")),
@@ -70,6 +71,11 @@ def _point(line: dict[str, object]) -> tuple[Key, Point] | None:
         rto_objective_s=_number(objectives.get("rto_s")),
         rpo_objective_s=_number(objectives.get("rpo_s")),
     )
+
+
+def key_of(record: DrillRecord) -> Key:
+    """One trend line per database, layer and variant (e.g. pgBackRest latest / immediate / time)."""
+    return (record.database, record.layer, record.variant)
 
 
 def record_point(record: DrillRecord) -> Point:
@@ -106,7 +112,7 @@ def load_history(reports_dir: Path, current: list[DrillRecord], up_to_run: str |
         if up_to_run is None or point.run_id <= up_to_run:
             series.setdefault(key, {})[point.run_id] = point
     for record in current:
-        series.setdefault((record.database, record.layer), {})[record.run_id] = record_point(record)
+        series.setdefault(key_of(record), {})[record.run_id] = record_point(record)
     ordered = {key: sorted(points.values(), key=lambda p: (p.at, p.run_id)) for key, points in series.items()}
     all_points = [p for points in ordered.values() for p in points]
     return History(

@@ -25,6 +25,14 @@ def _size(value: int | None) -> str:
     return shown
 
 
+def _pct(share: float | None) -> str:
+    if share is None:
+        return "n/a"
+    if 0 < share < 0.001:
+        return "<0.1%"
+    return f"{share:.1%}" if share < 0.1 else f"{share:.0%}"
+
+
 def _when(value: str | None) -> str:
     moment = parse_time(value)
     return f"{moment:%Y-%m-%d %H:%M:%S}" if moment else (value or "unknown")
@@ -43,7 +51,7 @@ def environment() -> jinja2.Environment:
         dur=format_duration,
         size=_size,
         when=_when,
-        pct=lambda share: "n/a" if share is None else f"{share:.1%}" if share < 0.1 else f"{share:.0%}",
+        pct=_pct,
         thousands=lambda n: f"{int(n):,}" if isinstance(n, int | float) else str(n),
         verdict=lambda v: VERDICT_LABEL.get(v, str(v).upper()),
     )

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from restoredrill.durations import format_duration
-from restoredrill.evidence import DrillRecord
+from restoredrill.evidence import CheckRecord, DrillRecord
 from restoredrill.report.charts import Chart, trend_chart
 from restoredrill.report.classify import Category, check_category, check_hint, drill_category, drill_hint
 from restoredrill.report.history import Point
@@ -14,7 +14,18 @@ from restoredrill.report.history import Point
 VERDICT_LABEL = {"passed": "PASSED", "failed": "FAILED", "could_not_verify": "COULD NOT VERIFY"}
 OUTCOME_LABEL = {"passed": "passed", "failed": "FAILED", "error": "could not run", "skipped": "not applicable"}
 LAYER_LABEL = {"logical": "logical (pg_dump)", "pgbackrest": "physical + WAL (pgBackRest)", "rds": "RDS"}
+VERDICT_RANK = {"failed": 0, "could_not_verify": 1, "passed": 2}
+VARIANTS = ("latest", "immediate", "time")
 STAGES = (("fetch_s", "fetch"), ("restore_s", "restore"), ("recovery_s", "recovery"), ("checks_s", "checks"))
+
+
+def variant_rank(variant: str | None) -> tuple[int, str]:
+    return (VARIANTS.index(variant) if variant in VARIANTS else len(VARIANTS), variant or "")
+
+
+def order_key(record: DrillRecord) -> tuple[int, str, str, tuple[int, str]]:
+    """Drills that did not pass first, then by database, layer and variant."""
+    return (VERDICT_RANK[record.verdict], record.database, record.layer, variant_rank(record.variant))
 
 
 @dataclass(frozen=True)
@@ -64,6 +75,7 @@ class CheckView:
     duration_s: float | None
     category: Category | None
     hint: str | None
+    not_run: bool = False  # never ran because the drill stopped earlier: the reason is the drill's
 
 
 @dataclass
@@ -94,7 +106,8 @@ class DrillView:
 
     @property
     def title(self) -> str:
-        return f"{self.record.database} / {self.record.layer}"
+        variant = f" ({self.record.variant})" if self.record.variant else ""
+        return f"{self.record.database} / {self.record.layer}{variant}"
 
     @property
     def verdict(self) -> str:
@@ -148,20 +161,26 @@ def _stages(record: DrillRecord) -> list[StageBar]:
     return [StageBar(label, s, round(max(0.8, 100 * s / total), 2)) for label, s in timed]
 
 
+def _check(record: DrillRecord, c: CheckRecord) -> CheckView:
+    not_run = c.outcome == "error" and c.detail.startswith("not run:")
+    detail = c.detail
+    if not_run and record.reason and record.reason in detail:
+        detail = "not run: the drill stopped before this check (reason above)"
+    return CheckView(
+        name=c.name,
+        outcome=c.outcome,
+        label="not run" if not_run else OUTCOME_LABEL[c.outcome],
+        detail=detail,
+        sql=c.sql,
+        duration_s=c.duration_s,
+        category=check_category(c),
+        hint=check_hint(c) if c.outcome != "passed" and not not_run else None,
+        not_run=not_run,
+    )
+
+
 def _checks(record: DrillRecord) -> list[CheckView]:
-    views = [
-        CheckView(
-            name=c.name,
-            outcome=c.outcome,
-            label=OUTCOME_LABEL[c.outcome],
-            detail=c.detail,
-            sql=c.sql,
-            duration_s=c.duration_s,
-            category=check_category(c),
-            hint=check_hint(c) if c.outcome != "passed" else None,
-        )
-        for c in record.checks
-    ]
+    views = [_check(record, c) for c in record.checks]
     for note in record.notes:  # checks that did not apply to this backup are listed, never counted as passed
         name, marker, why = note.partition(" not applicable: ")
         if marker and " " not in name:

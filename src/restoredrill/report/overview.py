@@ -10,7 +10,7 @@ from restoredrill.durations import format_duration
 from restoredrill.report.context import RunContext
 from restoredrill.report.controls import CONTROLS, SCOPE_NOTE, Control
 from restoredrill.report.history import History, parse_time
-from restoredrill.report.model import LAYER_LABEL, VERDICT_LABEL, DrillView
+from restoredrill.report.model import LAYER_LABEL, VERDICT_LABEL, DrillView, variant_rank
 
 LAYER_ORDER = ("logical", "pgbackrest", "rds")
 MONTHS_SHOWN = 6
@@ -27,6 +27,10 @@ class ControlRow:
     control: Control
     status: str
     state: str
+
+    @property
+    def label(self) -> str:
+        return {"passed": "SUPPORTED", "failed": "EXCEPTION"}.get(self.state, "NOT EVIDENCED")
 
 
 @dataclass
@@ -110,7 +114,10 @@ def matrix(
     cells = {}
     for db in databases:
         for layer in layers:
-            mine = [d for d in drills if d.record.database == db and d.record.layer == layer]
+            mine = sorted(
+                (d for d in drills if d.record.database == db and d.record.layer == layer),
+                key=lambda d: variant_rank(d.record.variant),
+            )
             cells[(db, layer)] = Cell(mine, (db, layer) in expected)
     not_run = [f"{db} / {layer}" for (db, layer), cell in cells.items() if cell.expected and not cell.drills]
     return databases, [(name, LAYER_LABEL.get(name, name)) for name in layers], cells, not_run
@@ -134,12 +141,15 @@ def environment(drills: list[DrillView], context: RunContext) -> list[tuple[str,
     if ci:
         described = ", ".join(f"{k} {v}" for k, v in ci.items() if k not in {"run_url", "provider"})
         rows.append(("CI", _unique([f"{ci.get('provider', 'ci')}: {described}", ci.get("run_url", "")])))
-    rows.append(("host", _unique([r.host for r in records] + [f"{context.platform}, Python {context.python}"])))
+    rows.append(("host", _unique([r.host for r in records])))
+    at_run = context.captured_when == "run start"
+    machine = f"{context.platform}, Python {context.python}"
+    rows.append(("platform", [machine if at_run else f"{machine} (the machine that rendered this report)"]))
     commit = context.git_commit or "unknown (not a git checkout)"
     if context.git_dirty:
         commit += " with uncommitted changes"
     rows.append(("suite", [f"restoredrill {context.suite_version}, commit {commit}"]))
-    if context.command:
+    if context.command and at_run:
         rows.append(("command", [context.command]))
     if context.config_path:
         rows.append(("configuration", [f"{context.config_path}", f"sha256 {context.config_sha256 or 'unreadable'}"]))
@@ -168,11 +178,11 @@ def control_rows(verdict: str, drills: list[DrillView], history: History, run_da
     runs_in_year = len({p.run_id for points in history.series.values() for p in points if p.at >= year_ago})
     for control in CONTROLS:
         if verdict == "passed":
-            status, state = f"Supported by all {len(drills)} drills of this run", "passed"
+            status, state = f"all {len(drills)} drills of this run passed", "passed"
         elif failed:
-            status, state = f"Exception: {failed} drill(s) failed (see Failures)", "failed"
+            status, state = f"{failed} drill(s) failed (see Failures)", "failed"
         else:
-            status, state = f"Not evidenced for {unverified} drill(s): they could not be verified", "could_not_verify"
+            status, state = f"{unverified} drill(s) could not be verified", "could_not_verify"
         if control.regular:
             status += f"; {runs_in_year} run(s) in the 12 months to {run_date:%Y-%m-%d}"
         rows.append(ControlRow(control, status, state))
@@ -195,7 +205,7 @@ def report_view(
     assert run_date is not None
     databases, layers, cells, not_run = matrix(drills, expected)
     return ReportView(
-        title=f"Restore drill report, {run_date:%d %B %Y}",
+        title=f"Restore drill report, {run_date.day} {run_date:%B %Y}",
         run_id=context.run_id,
         run_date=run_date,
         generated_at=generated_at,

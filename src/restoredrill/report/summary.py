@@ -34,7 +34,7 @@ def markdown(view: ReportView, report_name: str) -> str:
             + " | ".join(
                 [
                     _cell(r.database),
-                    _cell(r.layer),
+                    _cell(r.layer + (f" ({r.variant})" if r.variant else "")),
                     f"{_ICON[d.verdict]} {d.verdict_label}",
                     f"{format_duration(r.rto_s)} / {format_duration(r.objectives.rto_s)}",
                     f"{format_duration(r.rpo_s)} / {format_duration(r.objectives.rpo_s)}",

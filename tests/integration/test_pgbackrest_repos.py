@@ -1,0 +1,203 @@
+"""Encrypted and S3 repositories, and the PITR property: a restore to any time holds exactly the rows
+committed at or before it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import uuid
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from restoredrill import pgtools, proc
+from restoredrill.layers.pgbackrest_repo import PgBackRest
+from restoredrill.layers.physical import rows_at
+from tests.conftest import MotoServer, free_port, leftovers, run_cli, traversable_tempdir
+from tests.pgbackrest_support import Repo, build_repo, drill_config
+
+pytestmark = pytest.mark.integration
+PASSPHRASE = "cipher-Passphrase-7Kq2"  # noqa: S105 - planted to prove it never leaks
+
+
+def _run(root: Path, env: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
+    return run_cli("run", "--config", str(root / "drills.toml"), workdir=root / "work", timeout=300, env=env)
+
+
+def _record(root: Path) -> dict:
+    (path,) = (root / "reports" / "evidence").glob("*.json")
+    return json.loads(path.read_text())
+
+
+def _no_secret_anywhere(root: Path, output: str, secret: str) -> None:
+    assert secret not in output
+    for path in (root / "reports").rglob("*"):
+        if path.is_file():
+            assert secret not in path.read_text(errors="replace"), path
+
+
+@pytest.mark.xdist_group("pgbackrest-encrypted")
+class TestEncryptedRepository:
+    @pytest.fixture(scope="class")
+    def encrypted(self) -> Repo:
+        return build_repo("pgbr-enc", config_extra=f"repo1-cipher-type=aes-256-cbc\nrepo1-cipher-pass={PASSPHRASE}\n")
+
+    @pytest.fixture
+    def case(self, encrypted: Repo) -> Iterator[tuple[Path, Repo]]:
+        root = traversable_tempdir("rd-enc-case-")
+        repo = encrypted.clone(root)
+        # The drill gets the passphrase from the environment only: remove it from the config file.
+        repo.config.write_text(
+            "".join(ln for ln in repo.config.read_text().splitlines(True) if "cipher-pass" not in ln)
+        )
+        yield root, repo
+        shutil.rmtree(root, ignore_errors=True)
+
+    def test_passphrase_from_the_environment_restores_and_never_shows(self, case: tuple[Path, Repo]) -> None:
+        root, repo = case
+        drill_config(root, repo, targets='recovery_targets = ["latest"]', extra='cipher_pass_env = "DRILL_CIPHER"')
+        result = _run(root, {"DRILL_CIPHER": PASSPHRASE})
+        assert result.returncode == 0, result.output
+        record = _record(root)
+        assert record["verdict"] == "passed"
+        assert record["rpo_detail"]["cipher"] == "aes-256-cbc"
+        _no_secret_anywhere(root, result.output, PASSPHRASE)
+        assert leftovers(root / "work") == []
+
+    def test_wrong_passphrase_could_not_verify_with_a_sentence(self, case: tuple[Path, Repo]) -> None:
+        root, repo = case
+        drill_config(root, repo, targets='recovery_targets = ["latest"]', extra='cipher_pass_env = "DRILL_CIPHER"')
+        result = _run(root, {"DRILL_CIPHER": "not-the-" + PASSPHRASE})
+        assert result.returncode == 3, result.output
+        reason = _record(root)["reason"]
+        assert "wrong cipher passphrase" in reason
+        _no_secret_anywhere(root, result.output, "not-the-" + PASSPHRASE)
+        assert "Traceback" not in result.output
+
+    def test_passphrase_variable_missing_is_one_sentence(self, case: tuple[Path, Repo]) -> None:
+        root, repo = case
+        drill_config(root, repo, targets='recovery_targets = ["latest"]', extra='cipher_pass_env = "NO_SUCH_VAR"')
+        result = _run(root)
+        assert result.returncode == 3, result.output
+        assert "the cipher passphrase variable NO_SUCH_VAR is not set" in _record(root)["reason"]
+
+
+@pytest.fixture
+def tls_s3(moto: MotoServer, tmp_path: Path) -> Iterator[tuple[int, Path]]:
+    """moto behind stunnel: pgBackRest needs TLS with a certificate for DNS:localhost (see FACTS.md)."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    cert.chmod(0o644)
+    port = free_port()
+    moto_port = moto.endpoint.rsplit(":", 1)[1]
+    conf = tmp_path / "stunnel.conf"
+    conf.write_text(
+        f"foreground = yes\npid =\n[s3]\naccept = 127.0.0.1:{port}\nconnect = 127.0.0.1:{moto_port}\n"
+        f"cert = {cert}\nkey = {key}\n"
+    )
+    stunnel = subprocess.Popen(
+        [shutil.which("stunnel4") or "stunnel4", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    shared = traversable_tempdir("rd-tls-")
+    shutil.copy(cert, shared / "ca.pem")
+    (shared / "ca.pem").chmod(0o644)
+    yield port, shared / "ca.pem"
+    stunnel.terminate()
+    stunnel.wait(10)
+    shutil.rmtree(shared, ignore_errors=True)
+
+
+@pytest.mark.xdist_group("pgbackrest-s3")
+def test_s3_repository_behind_tls_restores(moto: MotoServer, tls_s3: tuple[int, Path]) -> None:
+    port, ca = tls_s3
+    bucket = f"pgbackrest-{uuid.uuid4().hex[:8]}"
+    moto.client().create_bucket(Bucket=bucket)
+    s3 = (
+        f"repo1-type=s3\nrepo1-s3-bucket={bucket}\nrepo1-s3-endpoint=localhost\nrepo1-storage-port={port}\n"
+        "repo1-s3-region=us-east-1\nrepo1-s3-uri-style=path\n"
+        f"repo1-storage-ca-file={ca}\nrepo1-s3-key=testing-key\nrepo1-s3-key-secret=s3-Secret-Value-9\n"
+    )
+    repo = build_repo("pgbr-s3", config_extra=s3)
+    assert moto.client().list_objects_v2(Bucket=bucket)["KeyCount"] > 0, "the sets live in the bucket"
+    root = traversable_tempdir("rd-s3-case-")
+    try:
+        drill_config(root, repo, targets='recovery_targets = ["latest", "time"]')
+        result = _run(root)
+        assert result.returncode == 0, result.output
+        for path in (root / "reports" / "evidence").glob("*.json"):
+            assert json.loads(path.read_text())["verdict"] == "passed"
+        _no_secret_anywhere(root, result.output, "s3-Secret-Value-9")
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+        shutil.rmtree(repo.folder.parent, ignore_errors=True)
+
+
+@pytest.mark.xdist_group("pgbackrest-plain")
+@settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(fraction=st.floats(min_value=0.0, max_value=1.0))
+def test_pitr_holds_exactly_the_rows_committed_at_or_before_the_target(
+    pgbackrest_template: Repo, workdir: Path, fraction: float
+) -> None:
+    commits = pgbackrest_template.ledger_commits
+    assert commits, "the source recorded commit timestamps (track_commit_timestamp)"
+    run_as = proc.RunAs.for_server()
+    lock = traversable_tempdir("rd-prop-")
+    try:
+        repo = PgBackRest(
+            pgbackrest_template.stanza,
+            config=pgbackrest_template.config,
+            options=[],
+            cipher_pass_env=None,
+            workdir=lock,
+            run_as=run_as,
+        )
+        info = repo.info()
+        low = info.backups[0].stopped_at + timedelta(seconds=1)
+        high = max(commits.values())
+        target = low + (high - low) * fraction
+        found = rows_at(
+            repo,
+            pgtools.bindir_for(15),
+            target,
+            "public.ledger",
+            "id",
+            dbname="postgres",
+            run_id="property",
+            base=workdir,
+            run_as=run_as,
+            superuser="postgres",
+            timeout=120,
+        )
+    finally:
+        shutil.rmtree(lock, ignore_errors=True)
+    expected = {i for i, at in commits.items() if at <= target}
+    assert found == expected, (
+        f"target {target}: missing {sorted(expected - found)[:5]}, extra {sorted(found - expected)[:5]}"
+    )
+    assert leftovers(workdir) == []

@@ -1,0 +1,182 @@
+"""The HTML drill report rendered from evidence records, read in a real Chromium: verdicts, objectives and
+checks are visible, nothing is fetched, hostile names stay text, and a big report is fast and small."""
+
+from __future__ import annotations
+
+import re
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from restoredrill.evidence import CheckRecord
+from restoredrill.report import build_report
+from restoredrill.report.classify import check_category, drill_category
+from restoredrill.report.history import load_history
+from tests.report.factory import (
+    NOW,
+    corrupt,
+    could_not_verify,
+    healthy,
+    monthly_history,
+    run_id_at,
+    stale,
+    write,
+)
+
+HOSTILE = "<script>alert(1)</script>"
+RUN = run_id_at(NOW, "cur001")
+GREEN = "rgb(26, 127, 55)"
+
+
+def test_categories_name_why_a_drill_did_not_pass() -> None:
+    assert drill_category(healthy("a", RUN, NOW)) is None
+    assert drill_category(corrupt("a", RUN, NOW)) == "backup corrupt"
+    assert drill_category(stale("a", RUN, NOW)) == "stale backup"
+    assert drill_category(could_not_verify("a", RUN, NOW)) == "could not verify"
+    assert check_category(CheckRecord(name="restore_errors", outcome="failed", detail="x")) == "restore failed"
+    assert check_category(CheckRecord(name="min_rows:t", outcome="failed", detail="x")) == "check failed"
+    assert check_category(CheckRecord(name="amcheck", outcome="error", detail="x")) == "could not verify"
+    assert check_category(CheckRecord(name="amcheck", outcome="passed", detail="x")) is None
+
+
+def test_history_keeps_variants_apart_and_counts_unreadable_lines(tmp_path: Path) -> None:
+    earlier = run_id_at(NOW - timedelta(days=30), "old001")
+    write(tmp_path, [healthy("shop", earlier, NOW - timedelta(days=30), layer="pgbackrest", variant="time", rto=50)])
+    write(tmp_path, [healthy("shop", earlier, NOW - timedelta(days=30), layer="pgbackrest", variant="latest", rto=40)])
+    with (tmp_path / "history.jsonl").open("a") as history:
+        history.write("{not json\n")
+    current = healthy("shop", RUN, NOW, layer="pgbackrest", variant="time", rto=70)
+    found = load_history(tmp_path, [current], up_to_run=RUN)
+    assert [p.rto_s for p in found.series[("shop", "pgbackrest", "time")]] == [50, 70]
+    assert [p.rto_s for p in found.series[("shop", "pgbackrest", "latest")]] == [40]
+    assert found.unreadable_lines == 1
+    assert found.runs == 2
+
+
+def _mixed(reports: Path) -> Path:
+    monthly_history(reports, ["billing", "shop", HOSTILE, "ledger"], 6, NOW)
+    write(
+        reports,
+        [
+            healthy("billing", RUN, NOW, rto=130),
+            corrupt("shop", RUN, NOW),
+            could_not_verify(HOSTILE, RUN, NOW),
+            stale("ledger", RUN, NOW),
+        ],
+    )
+    return build_report(reports).html
+
+
+def test_failing_report_in_chromium(tmp_path: Path, open_report) -> None:  # type: ignore[no-untyped-def]
+    opened = open_report(_mixed(tmp_path))
+    assert opened.text("#verdict .verdict-word") == "FAILED"
+    assert opened.color("#verdict .verdict-word") != GREEN
+    headline = opened.text("#verdict .headline")
+    assert "2 of 4 drills failed" in headline
+    assert "shop / logical (backup corrupt)" in headline
+    assert "1 of 4 could not be verified" in headline
+    failures = opened.text("#failures")
+    assert "checksum mismatch" in failures
+    assert "What to do: Take a fresh backup now" in failures
+    assert "the backups are stale" in failures
+    objectives = opened.text("#objectives")
+    assert "2m10s of 1h" in objectives  # billing's RTO against its objective
+    assert "3d of 1d2h" in objectives  # ledger's stale RPO
+    assert opened.page.locator("#objectives .g-over").count() == 1
+    assert opened.page.get_by_text("manifest_row_counts").first.is_visible()
+    assert opened.page.get_by_text("SELECT count(*) FROM ONLY <each table>").first.is_visible()
+    assert "7 run(s) in the 12 months to 2026-11-01" in opened.text("#controls")
+    assert opened.external_requests == []
+    assert opened.dialogs == []
+
+
+def test_hostile_database_name_is_text_and_nothing_executes(tmp_path: Path, open_report) -> None:  # type: ignore[no-untyped-def]
+    html = _mixed(tmp_path)
+    assert HOSTILE not in html.read_text()  # escaped in the source
+    opened = open_report(html)
+    shown = opened.page.get_by_text(HOSTILE, exact=True)
+    assert shown.count() >= 3  # matrix, objectives, drill details ...
+    assert shown.first.is_visible()
+    assert opened.page.locator("script").count() == 0
+    assert opened.dialogs == []
+    assert opened.external_requests == []
+
+
+def test_healthy_report_is_green_and_shows_trends(tmp_path: Path, open_report) -> None:  # type: ignore[no-untyped-def]
+    monthly_history(tmp_path, ["shop"], 3, NOW)
+    write(tmp_path, [healthy("shop", RUN, NOW, rto=80)])
+    opened = open_report(build_report(tmp_path).html)
+    assert opened.text("#verdict .verdict-word") == "PASSED"
+    assert opened.color("#verdict .verdict-word") == GREEN
+    assert "passed every check, every one within its RTO and RPO" in opened.text("#verdict")
+    assert "4 runs since" in opened.text("#trends")
+    dots = opened.page.locator("#trends svg circle.dot")
+    assert dots.count() == 8  # RTO and RPO, 4 runs each
+    assert "2026-11" in opened.text("#trends table.months")
+    assert opened.external_requests == []
+
+
+def test_could_not_verify_is_never_green(tmp_path: Path, open_report) -> None:  # type: ignore[no-untyped-def]
+    write(tmp_path, [healthy("shop", RUN, NOW), could_not_verify("billing", RUN, NOW)])
+    opened = open_report(build_report(tmp_path).html)
+    assert opened.text("#verdict .verdict-word") == "COULD NOT VERIFY"
+    assert opened.color("#verdict .verdict-word") != GREEN
+    assert "nothing is proven" in opened.text("#verdict")
+    assert "S3 denied access" in opened.text("#failures")
+    assert "NOT EVIDENCED" in opened.text("#controls")
+    assert opened.external_requests == []
+
+
+def test_configured_drill_without_a_record_is_shown_as_not_run(tmp_path: Path, open_report) -> None:  # type: ignore[no-untyped-def]
+    write(tmp_path, [healthy("shop", RUN, NOW)])
+    built = build_report(tmp_path, expected=[("shop", "logical"), ("billing", "logical")])
+    opened = open_report(built.html)
+    assert "billing / logical" in opened.text("#verdict .notice")
+    assert "NOT RUN" in opened.text("#matrix")
+
+
+def test_fifty_drills_render_in_under_two_seconds_and_two_megabytes(tmp_path: Path, open_report) -> None:  # type: ignore[no-untyped-def]
+    databases = [f"db{i:02d}" for i in range(50)]
+    monthly_history(tmp_path, databases, 12, NOW)
+    write(tmp_path, [healthy(db, RUN, NOW) if i % 10 else corrupt(db, RUN, NOW) for i, db in enumerate(databases)])
+    started = time.perf_counter()
+    built = build_report(tmp_path)
+    rendered = time.perf_counter() - started
+    size = built.html.stat().st_size
+    print(f"50-drill report: rendered in {rendered:.3f} s, {size / 1024:.0f} KiB")
+    assert built.drills == 50
+    assert rendered < 2.0
+    assert size < 2 * 1024 * 1024
+    started = time.perf_counter()
+    opened = open_report(built.html)
+    loaded = time.perf_counter() - started
+    print(f"50-drill report: loaded in Chromium in {loaded:.3f} s")
+    assert loaded < 2.0
+    assert opened.page.locator("article.drill").count() == 50
+    assert opened.text("#verdict .verdict-word") == "FAILED"
+
+
+def test_every_value_is_escaped(tmp_path: Path) -> None:
+    record = healthy('x" onmouseover="alert(1)', RUN, NOW)
+    record.checks[0].detail = "</td></tr></table><img src=x onerror=alert(1)>"
+    record.checks[5].sql = "SELECT '<b>bold</b>'"
+    write(tmp_path, [record])
+    html = build_report(tmp_path).html.read_text()
+    assert "<img" not in html
+    assert "<b>bold" not in html
+    assert 'onmouseover="alert' not in html
+    assert re.search(r"&lt;img src=x onerror=alert\(1\)&gt;", html)
+
+
+@pytest.mark.parametrize("name", ["drill-report-2026-11-01.html", "drill-report-2026-11-01T051700Z.html"])
+def test_a_second_run_on_the_same_day_keeps_the_first_report(tmp_path: Path, name: str) -> None:
+    first = run_id_at(NOW - timedelta(hours=2), "first1")
+    write(tmp_path, [healthy("shop", first, NOW - timedelta(hours=2))])
+    assert build_report(tmp_path).html.name == "drill-report-2026-11-01.html"
+    write(tmp_path, [healthy("shop", RUN, NOW)])
+    second = build_report(tmp_path)
+    assert second.html.name == "drill-report-2026-11-01T051700Z.html"
+    assert (tmp_path / name).is_file()
+    assert build_report(tmp_path, run_id=first).html.name == "drill-report-2026-11-01.html"  # same run: same file
