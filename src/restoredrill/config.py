@@ -124,12 +124,43 @@ class PgBackRestSource(Strict):
     job_retry: int = Field(0, ge=0, description="pgbackrest --job-retry: 0 reports corruption in seconds")
 
 
-Layer = Literal["logical", "pgbackrest"]
+class RdsPolicy(Strict):
+    """The strategy's backup settings, audited on the source instance."""
+
+    retention_days: int = Field(30, ge=1)
+    production: bool = Field(True, description="require deletion protection and Multi-AZ")
+    dr_region: str | None = Field(None, description="region that must hold replicated automated backups")
+
+
+class RdsSource(Strict):
+    source_instance: str
+    region: str | None = None
+    profile: str | None = None
+    endpoint_url: str | None = None
+    restore_from: Literal["snapshot", "point_in_time"] = "snapshot"
+    snapshot_type: Literal["any", "automated", "manual"] = "any"
+    restore_time: str = Field("latest", description="'latest', an ISO time, or a duration before the latest")
+    instance_class: str = "db.t3.micro"
+    subnet_group: str | None = None
+    security_groups: list[str] = []
+    available_timeout: Seconds = 3600.0
+    poll_interval: Seconds = 15.0
+    ttl: Seconds = Field(6 * 3600.0, description="after this the janitor may delete a leftover drill instance")
+    dbname: str | None = Field(None, description="database to check (default: the name)")
+    user: str = "postgres"
+    password_env: str | None = Field(None, description="env var holding the master password")
+    iam_auth: bool = False
+    connect_via: str | None = Field(None, description="a DSN (bastion, tunnel) used instead of the endpoint")
+    policy: RdsPolicy = RdsPolicy()
+
+
+Layer = Literal["logical", "pgbackrest", "rds"]
 
 
 class Database(Strict):
     logical: LogicalSource | None = None
     pgbackrest: PgBackRestSource | None = None
+    rds: RdsSource | None = None
     objectives: dict[Layer, PartialObjective] = {}
     checks: Checks = Checks()
 
@@ -196,7 +227,7 @@ def parse_config(data: dict[str, Any], origin: str = "configuration") -> DrillCo
         suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
         raise ConfigError(f"{origin}: {_sentence(first)}{suffix}") from None
     for name, database in config.databases.items():
-        for layer in ("logical", "pgbackrest"):
+        for layer in ("logical", "pgbackrest", "rds"):
             if getattr(database, layer) is not None:
                 config.objective(name, layer)  # type: ignore[arg-type]
     return config

@@ -70,6 +70,7 @@ class TargetInfo(BaseModel):
     server_version: str | None = None
     bindir: str | None = None
     startup_s: float | None = None
+    instance: dict[str, object] = Field(default_factory=dict, description="a temporary cloud instance, read back")
 
 
 class DrillRecord(BaseModel):

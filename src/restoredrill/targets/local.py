@@ -66,15 +66,16 @@ class Connection:
     port: int
     user: str
     password: str
+    sslmode: str = "disable"  # loopback and unix sockets; a cloud endpoint asks for "require"
 
     def conninfo(self, dbname: str) -> str:
         return psycopg.conninfo.make_conninfo(
-            host=self.host, port=self.port, user=self.user, dbname=dbname, connect_timeout=10
+            host=self.host, port=self.port, user=self.user, dbname=dbname, connect_timeout=10, sslmode=self.sslmode
         )
 
     def env(self) -> dict[str, str]:
         """Credentials for libpq tools, passed by environment so they never show in `ps`."""
-        return {"PGPASSWORD": self.password, "PGSSLMODE": "disable"}
+        return {"PGPASSWORD": self.password, "PGSSLMODE": self.sslmode}
 
     def connect(self, dbname: str, autocommit: bool = True) -> psycopg.Connection:
         return psycopg.connect(self.conninfo(dbname), password=self.password, autocommit=autocommit)
