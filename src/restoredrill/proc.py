@@ -24,7 +24,7 @@ _SECRETS: set[str] = set()
 _PATTERNS = [
     re.compile(r"(?i)(password\s*=\s*)('[^']*'|\S+)"),
     re.compile(r"(?i)(PGPASSWORD\s*=\s*)(\S+)"),
-    re.compile(r"(?i)(postgres(?:ql)?://[^:/@\s]+:)([^@\s]+)(@)"),
+    re.compile(r"(?i)([a-z][a-z0-9+.-]*://[^:/@\s]+:)([^@\s/]+)(@)"),  # any scheme://user:password@
     re.compile(r"(?i)(aws_secret_access_key\s*[=:]\s*)(\S+)"),
     re.compile(r"(?i)(cipher-pass\s*[=:]\s*)(\S+)"),
 ]

@@ -37,7 +37,7 @@ def test_redaction_of_registered_secrets_and_known_patterns() -> None:
         "connect host=x password=hunter22 failed; PGPASSWORD=abcdef; s3cr3t-Passw0rd; postgresql://bob:topsecret@db/x"
     )
     redacted = proc.redact(text)
-    for secret in ("hunter22", "abcdef", "s3cr3t-Passw0rd", "topsecret"):
+    for secret in ("hunter22", "abcdef", "s3cr3t-Passw0rd", "topsecret", "UrlPass9"):
         assert secret not in redacted
     assert "password=***" in redacted
     assert "postgresql://bob:***@db/x" in redacted
