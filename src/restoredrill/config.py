@@ -166,7 +166,11 @@ class Database(Strict):
 
 
 class Target(Strict):
-    kind: Literal["local"] = "local"
+    kind: Literal["local", "container", "auto"] = Field(
+        "local", description="auto: a container when a Docker engine answers, else a local instance"
+    )
+    image: str = Field("postgres:{major}", description="container image template; {major} is the backup's major")
+    container_uid: int = Field(999, description="uid the image runs PostgreSQL as (official images: 999)")
     jobs: int = Field(0, ge=0, description="pg_restore -j; 0 means the number of cores")
     pg_bindir: Path | None = Field(None, description="server binaries to use instead of searching")
     workdir: Path | None = Field(None, description="where throwaway instances and downloads live")

@@ -71,6 +71,9 @@ class TargetInfo(BaseModel):
     bindir: str | None = None
     startup_s: float | None = None
     instance: dict[str, object] = Field(default_factory=dict, description="a temporary cloud instance, read back")
+    image: str | None = None
+    image_id: str | None = None
+    image_digest: str | None = None
 
 
 class DrillRecord(BaseModel):

@@ -26,6 +26,8 @@ from restoredrill.layers.base import CheckFunction, Drill, Log
 from restoredrill.layers.logical_keys import DumpKey, dumps_of, recovery_point
 from restoredrill.manifest import Manifest
 from restoredrill.stores import open_store
+from restoredrill.targets.choice import newest_bindir, start_container, wants_container
+from restoredrill.targets.container import ContainerInstance
 from restoredrill.targets.local import MARKER, PREFIX, LocalInstance, workdir_base
 
 _ERROR_LINE = re.compile(r"^pg_restore: error: (.*)$")
@@ -52,7 +54,7 @@ class LogicalDrill(Drill):
         if source is None:
             raise ValueError(f"{database} has no logical layer")
         self.source = source
-        self.instance: LocalInstance | None = None
+        self.instance: LocalInstance | ContainerInstance | None = None
         self.fetch_dir: Path | None = None
         self.restore_log = ""
         self.newest: DumpKey | None = None
@@ -129,27 +131,31 @@ class LogicalDrill(Drill):
         backup.server_version, backup.pg_dump_version = listing.server_version, listing.pg_dump_version
         major = listing.server_major
         assert major is not None
-        bindir = pgtools.bindir_for(major, self.config.target.pg_bindir)
-
-        # Restore into a fresh database of a throwaway instance.
+        # Restore into a fresh database of a throwaway instance: a container of the dump's major, or a local
+        # server (the same major, else the nearest newer one).
         restore_started = time.monotonic()
         target = self.config.target
-        self.instance = LocalInstance(
-            bindir,
-            run_id=self.record.run_id,
-            base=target.workdir,
-            run_as=target.run_as,
-            start_timeout=target.start_timeout,
-        )
-        self.instance.start()
-        self.record.target_info.server_version = self.instance.server_version()
+        if wants_container(target.kind):
+            bindir = newest_bindir(target.pg_bindir)  # client tools only: the server is the container's
+            self.instance = start_container(self.record, target, major)
+        else:
+            bindir = pgtools.bindir_for(major, target.pg_bindir)
+            self.instance = LocalInstance(
+                bindir,
+                run_id=self.record.run_id,
+                base=target.workdir,
+                run_as=target.run_as,
+                start_timeout=target.start_timeout,
+            )
+            self.instance.start()
+            self.record.target_info.server_version = self.instance.server_version()
+            if pgtools.major_of(self.record.target_info.server_version) != major:
+                self.record.notes.append(
+                    f"restored a PostgreSQL {major} dump into PostgreSQL "
+                    f"{self.record.target_info.server_version}: no server of the same major here"
+                )
         self.record.target_info.bindir = str(bindir)
         self.record.target_info.startup_s = round(self.instance.startup_s or 0, 3)
-        if pgtools.major_of(self.record.target_info.server_version) != major:
-            self.record.notes.append(
-                f"restored a PostgreSQL {major} dump into PostgreSQL "
-                f"{self.record.target_info.server_version}: no server of the same major here"
-            )
         dbname = self.database
         self.instance.create_database(dbname)
         jobs = target.jobs or os.cpu_count() or 2

@@ -133,15 +133,21 @@ class PgBackRest:
             if run_as:
                 run_as.own(workdir / folder)
 
-    def _args(self, command: str, *extra: str, console: str = "warn", path: str | None = None) -> list[str]:
+    def _args(self, command: str, *extra: str, console: str = "warn", path: str | list[str] | None = None) -> list[str]:
         args = [proc.which("pgbackrest")]
         if self.config is not None:
             args.append(f"--config={self.config}")
         args += [f"--stanza={self.stanza}", f"--log-level-console={console}", *self.options, *extra, command]
-        return [*args, path] if path else args
+        positional = [path] if isinstance(path, str) else list(path or [])
+        return [*args, *positional]
 
     def run(
-        self, command: str, *extra: str, console: str = "warn", timeout: float | None = None, path: str | None = None
+        self,
+        command: str,
+        *extra: str,
+        console: str = "warn",
+        timeout: float | None = None,
+        path: str | list[str] | None = None,
     ) -> proc.Completed:
         # Our own lock/log/spool folders go by environment: pgBackRest ignores an environment option that
         # does not apply to a command, where the same flag on the command line is an error.
@@ -235,6 +241,18 @@ class PgBackRest:
         return problems
 
     # ----- restore -----------------------------------------------------------------------------------
+    def fetch_wal(self, names: list[str], folder: Path, data_dir: Path, workers: int = 4) -> None:
+        """`archive-get` each segment into `folder` (for a server that has no pgbackrest of its own)."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        def get(name: str) -> proc.Completed:
+            return self.run("archive-get", f"--pg1-path={data_dir}", path=[name, str(folder / name)])
+
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            for name, result in zip(names, pool.map(get, names), strict=True):
+                if result.returncode != 0:
+                    raise BackupDefect(f"WAL segment {name} could not be fetched from the repository: {result.tail(1)}")
+
     def restore(self, data_dir: Path, recovery: list[str], timeout: float) -> proc.Completed:
         return self.run("restore", f"--pg1-path={data_dir}", "--archive-mode=off", *recovery, timeout=timeout)
 

@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import random
+import re
 import shutil
 import tempfile
 import time
@@ -32,8 +33,10 @@ from restoredrill.evidence import CheckRecord, iso, utcnow
 from restoredrill.layers.base import CheckFunction, Drill, Log
 from restoredrill.layers.pgbackrest_repo import PgBackRest, StanzaInfo
 from restoredrill.layers.wal import find_gaps, parse_segment
+from restoredrill.targets.choice import newest_bindir, wants_container
+from restoredrill.targets.container import image_for
 from restoredrill.targets.local import MARKER, PREFIX, workdir_base
-from restoredrill.targets.recovered import RecoveredInstance, RecoveryOutcome
+from restoredrill.targets.recovered import ContainerRecoveredInstance, RecoveredInstance, RecoveryOutcome
 
 RecoveryKind = Literal["latest", "immediate", "time"]
 SLACK_S = 1.0  # commit timestamps and clock_timestamp() of the same row differ by milliseconds
@@ -132,15 +135,32 @@ class PhysicalDrill(Drill):
         bindir = pgtools.bindir_for(
             int(pgtools.major_of(info.database_version or newest.database_version)), target.pg_bindir
         )
-        self.instance = RecoveredInstance(
-            bindir,
-            run_id=self.record.run_id,
-            base=target.workdir,
-            run_as=run_as,
-            superuser=self.source.superuser,
-            timeout=target.restore_timeout,
-            env=repo.env,
-        )
+        common = {
+            "run_id": self.record.run_id,
+            "base": target.workdir,
+            "run_as": run_as,
+            "superuser": self.source.superuser,
+            "timeout": target.restore_timeout,
+            "env": repo.env,
+        }
+        if wants_container(target.kind):
+            major = int(pgtools.major_of(info.database_version or newest.database_version))
+            image = image_for(target.image, major)
+            self.record.target, self.record.target_info.kind, self.record.target_info.image = (
+                "container",
+                "container",
+                image,
+            )
+            self.instance = ContainerRecoveredInstance(
+                newest_bindir(target.pg_bindir),
+                image=image,
+                container_uid=target.container_uid,
+                start_timeout=target.start_timeout,
+                prefetch=self._prefetch_wal,
+                **common,
+            )
+        else:
+            self.instance = RecoveredInstance(bindir, **common)
         data = self.instance.prepare()
         started = time.monotonic()
         self.log(f"{self.database}: pgbackrest restore ({self.kind}) into {data}")
@@ -176,6 +196,20 @@ class PhysicalDrill(Drill):
         )
         with contextlib.suppress(Exception):
             self.record.largest_tables = checks_mod.largest_tables(self.restored)
+
+    def _prefetch_wal(self, folder: Path) -> None:
+        """Every archived segment from the restored set's first one on, fetched by pgBackRest on the host."""
+        assert self.instance is not None
+        assert self.repo is not None
+        assert self.info is not None
+        label = (self.instance.data / "backup_label").read_text(errors="replace")
+        match = re.search(r"START WAL LOCATION: .*\(file ([0-9A-F]{24})\)", label)
+        start = parse_segment(match.group(1), self.source.wal_segment_mb) if match else None
+        if start is None:
+            raise BackupDefect("the restored set has no readable backup_label: its WAL start is unknown")
+        names = [w.name for w in self.info.wal if w.segment >= start]
+        self.repo.fetch_wal(names, folder, self.instance.data)
+        self.record.notes.append(f"fetched {len(names)} WAL segment(s) on the host for recovery in the container")
 
     def _recovery_options(self, info: StanzaInfo, newest_wal_at: datetime) -> list[str]:
         common = [f"--job-retry={self.source.job_retry}"]

@@ -15,15 +15,18 @@ import re
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import psycopg
 
 from restoredrill import proc
 from restoredrill.errors import BackupDefect, CouldNotVerify
+from restoredrill.targets.container import ContainerInstance, chown_tree
 from restoredrill.targets.local import MARKER, PREFIX, Connection, free_port, stop_server, workdir_base
 
 OVERRIDES = {
@@ -48,7 +51,8 @@ OVERRIDES = {
 HBA = "# restoredrill: only the drill, through its private socket\nlocal all all trust\n"
 _INFRA = re.compile(
     r"(shared memory|could not bind|Permission denied|could not create lock file|"
-    r"configuration file|out of memory|could not map anonymous|insufficient parameter settings)",
+    r"configuration file|out of memory|could not map anonymous|insufficient parameter settings|"
+    r"incompatible with server)",
     re.I,
 )
 
@@ -131,6 +135,7 @@ class RecoveredInstance:
             "unix_socket_directories": f"'{self.root / 'socket'}'",
             "hba_file": f"'{hba}'",
             "ident_file": f"'{hba}'",
+            **self.extra_settings(),
         }
         with (self.data / "postgresql.auto.conf").open("a") as auto:
             auto.write("\n# restoredrill: a private throwaway copy\n")
@@ -142,6 +147,34 @@ class RecoveredInstance:
         port = free_port()
         self._write_settings(port)
         self.connection = Connection(str(self.root / "socket"), port, self.superuser, "")
+        self._launch()
+        deadline = time.monotonic() + self.timeout
+        last_error = ""
+        while True:
+            if not self._alive():
+                raise self._startup_failure("the server exited during recovery")
+            try:
+                with self.connection.connect("postgres") as conn:
+                    row = conn.execute("SELECT pg_is_in_recovery()").fetchone()
+                    if row is not None and row[0] is False:
+                        replayed = conn.execute("SELECT pg_last_xact_replay_timestamp()").fetchone()
+                        break
+            except psycopg.OperationalError as exc:
+                last_error = str(exc).strip().splitlines()[-1] if str(exc).strip() else ""
+            if time.monotonic() > deadline:
+                raise CouldNotVerify(
+                    f"recovery did not finish within {self.timeout:.0f} s ({self.log_tail(1) or last_error})"
+                )
+            time.sleep(0.1)
+        self.recovery_s = time.monotonic() - started
+        if not self._alive():
+            raise self._startup_failure("the server exited right after recovery")
+        return self._outcome(replayed[0] if replayed else None)
+
+    def extra_settings(self) -> dict[str, str]:
+        return {}
+
+    def _launch(self) -> None:
         # -w waits for the postmaster to report ready (or standby); it can still die right after (a recovery
         # target it cannot reach), which the polling below catches.
         result = proc.run(
@@ -163,28 +196,9 @@ class RecoveredInstance:
         )
         if result.returncode != 0:
             raise self._startup_failure(result.tail(2))
-        deadline = time.monotonic() + self.timeout
-        last_error = ""
-        while True:
-            if not self._postmaster_alive():
-                raise self._startup_failure("the server exited during recovery")
-            try:
-                with self.connection.connect("postgres") as conn:
-                    row = conn.execute("SELECT pg_is_in_recovery()").fetchone()
-                    if row is not None and row[0] is False:
-                        replayed = conn.execute("SELECT pg_last_xact_replay_timestamp()").fetchone()
-                        break
-            except psycopg.OperationalError as exc:
-                last_error = str(exc).strip().splitlines()[-1] if str(exc).strip() else ""
-            if time.monotonic() > deadline:
-                raise CouldNotVerify(
-                    f"recovery did not finish within {self.timeout:.0f} s ({self.log_tail(1) or last_error})"
-                )
-            time.sleep(0.1)
-        self.recovery_s = time.monotonic() - started
-        if not self._postmaster_alive():
-            raise self._startup_failure("the server exited right after recovery")
-        return self._outcome(replayed[0] if replayed else None)
+
+    def _alive(self) -> bool:
+        return self._postmaster_alive()
 
     def _postmaster_alive(self) -> bool:
         pid_file = self.data / "postmaster.pid"
@@ -229,6 +243,72 @@ class RecoveredInstance:
     def destroy(self) -> None:
         if self.root is None:
             return
-        stop_server(self.bindir, self.data, self.user)
+        self._stop()
         shutil.rmtree(self.root, ignore_errors=True)
         self.root = None
+
+    def _stop(self) -> None:
+        stop_server(self.bindir, self.data, self.user)
+
+
+class ContainerRecoveredInstance(RecoveredInstance):
+    """The same restored folder, recovered inside a container of the backup's major.
+
+    The folder is mounted at the same path inside the container, so every path written into
+    postgresql.auto.conf (hba file, socket folder) is true on both sides, and the drill connects through
+    the shared unix socket: the copy opens no TCP port at all. pgBackRest is not in the image, so the WAL
+    the recovery needs is fetched on the host beforehand (`prefetch`) and restore_command copies it.
+    """
+
+    def __init__(
+        self,
+        bindir: Path,
+        *,
+        image: str,
+        container_uid: int,
+        start_timeout: float,
+        prefetch: Callable[[Path], None],
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(bindir, **kwargs)
+        self.image = image
+        self.container_uid = container_uid
+        self.start_timeout = start_timeout
+        self.prefetch = prefetch
+        self.container: ContainerInstance | None = None
+
+    def extra_settings(self) -> dict[str, str]:
+        assert self.root is not None
+        return {"restore_command": f"'cp {self.root / 'wal'}/%f \"%p\"'", "listen_addresses": "''"}
+
+    def _launch(self) -> None:
+        assert self.root is not None
+        (self.root / "wal").mkdir(exist_ok=True)
+        if self.user:
+            self.user.own(self.root / "wal")
+        self.prefetch(self.root / "wal")
+        chown_tree(self.root, self.container_uid, self.container_uid)
+        self.container = ContainerInstance(
+            self.image,
+            run_id=self.run_id,
+            start_timeout=self.start_timeout,
+            command=["postgres"],
+            settings={},
+            volumes={str(self.root): str(self.root)},
+            env={"PGDATA": str(self.data)},
+            user=f"{self.container_uid}:{self.container_uid}",
+        )
+        self.container.start(ready=lambda: None)  # readiness is recovery, polled by start_and_recover
+
+    def _alive(self) -> bool:
+        return self.container is not None and self.container.status() in {"running", "created", "restarting"}
+
+    def log_lines(self) -> list[str]:
+        if self.container is None:
+            return []
+        return self.container.logs_tail(400).split(" | ")
+
+    def _stop(self) -> None:
+        if self.container is not None:
+            self.container.destroy()
+            self.container = None

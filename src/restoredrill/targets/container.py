@@ -1,0 +1,241 @@
+"""A throwaway PostgreSQL in a Docker container whose major matches the backup's, through testcontainers.
+
+Works where the reaper (Ryuk) image cannot be pulled: every container is labelled with the run id and the
+owning process, removed on success, failure and Ctrl-C by the drill, and by the janitor of a later run
+when its owner died. The port is published on 127.0.0.1 only; the password is random.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from restoredrill import proc
+from restoredrill.errors import CouldNotVerify
+from restoredrill.targets.local import RESTORE_SETTINGS, Connection, free_port
+
+LABEL = "restoredrill"
+RUN_LABEL = "restoredrill.run-id"
+OWNER_LABEL = "restoredrill.owner"
+DATA_IN_CONTAINER = "/var/lib/postgresql/data"
+# Settings that only make sense on a host instance (paths, listen address) are left to the image.
+_HOST_ONLY = {"listen_addresses", "unix_socket_permissions", "logging_collector", "log_min_messages"}
+
+
+def _environment() -> None:
+    # No registry: the reaper image cannot be pulled, and this VM has /.dockerenv (FACTS.md).
+    os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
+    os.environ.setdefault("TESTCONTAINERS_CONNECTION_MODE", "docker_host")
+    os.environ.setdefault("TC_MAX_TRIES", "10")
+
+
+def docker_client(timeout: float = 5) -> Any:
+    """A docker SDK client that answered a ping, or CouldNotVerify naming why not."""
+    try:
+        import docker
+    except ImportError:
+        raise CouldNotVerify("the docker Python SDK is not installed (pip install testcontainers)") from None
+    try:
+        client = docker.from_env(timeout=int(timeout))
+        client.ping()
+    except Exception as exc:  # docker.errors.DockerException, connection refused, missing socket
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CouldNotVerify(f"no Docker engine answers ({message})") from None
+    return client
+
+
+def engine_available() -> bool:
+    try:
+        docker_client(timeout=2).close()
+    except CouldNotVerify:
+        return False
+    return True
+
+
+def image_for(template: str, major: int) -> str:
+    return template.format(major=major)
+
+
+def describe_image(client: Any, image: str) -> dict[str, str]:
+    try:
+        found = client.images.get(image)
+    except Exception:
+        raise CouldNotVerify(
+            f"the image {image} is not available locally and no registry can be reached "
+            "(build it with scripts/build-postgres-image.sh or set target.image)"
+        ) from None
+    digests = found.attrs.get("RepoDigests") or []
+    return {"image": image, "image_id": found.id, "image_digest": digests[0] if digests else ""}
+
+
+class ContainerInstance:
+    """A fresh server in a container for logical restores: `with` guarantees it is removed."""
+
+    def __init__(
+        self,
+        image: str,
+        *,
+        run_id: str,
+        start_timeout: float = 60,
+        settings: dict[str, str] | None = None,
+        volumes: dict[str, str] | None = None,
+        command: list[str] | None = None,
+        user: str | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        _environment()
+        self.image = image
+        self.run_id = run_id
+        self.start_timeout = start_timeout
+        self.settings = (
+            settings
+            if settings is not None
+            else {k: v.strip("'") for k, v in RESTORE_SETTINGS.items() if k not in _HOST_ONLY}
+        )
+        self.volumes = volumes or {}
+        self.command = command
+        self.user = user
+        self.env = env or {}
+        self.container: Any = None
+        self.connection: Connection | None = None
+        self.startup_s: float | None = None
+        self.image_info: dict[str, str] = {}
+
+    def __enter__(self) -> ContainerInstance:
+        try:
+            self.start()
+        except BaseException:
+            self.destroy()
+            raise
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.destroy()
+
+    def start(self, ready: Any = None) -> None:
+        from testcontainers.core.container import DockerContainer
+
+        started = time.monotonic()
+        client = docker_client()
+        self.image_info = describe_image(client, self.image)
+        password = secrets.token_urlsafe(24)
+        proc.register_secret(password)
+        port = free_port()
+        name = f"restoredrill-{self.run_id.lower()[-6:]}-{secrets.token_hex(3)}"
+        container = DockerContainer(self.image).with_name(name)
+        container.with_envs(POSTGRES_PASSWORD=password, POSTGRES_USER="postgres", POSTGRES_DB="postgres", **self.env)
+        container.ports = {"5432/tcp": ("127.0.0.1", port)}  # loopback only; with_bind_ports binds 0.0.0.0
+        command = self.command or ["postgres", *[f"-c{k}={v}" for k, v in self.settings.items()]]
+        container.with_command(command)
+        for host, inside in self.volumes.items():
+            container.with_volume_mapping(host, inside, mode="rw")
+        kwargs: dict[str, Any] = {
+            "labels": {LABEL: "true", RUN_LABEL: self.run_id, OWNER_LABEL: f"{socket.gethostname()}:{os.getpid()}"}
+        }
+        if self.user:
+            kwargs["user"] = self.user
+        container.with_kwargs(**kwargs)
+        self.container = container
+        try:
+            container.start()
+        except Exception as exc:
+            raise CouldNotVerify(f"the container for {self.image} could not start: {exc}") from None
+        self.connection = Connection("127.0.0.1", port, "postgres", password)
+        (ready or self._wait_ready)()
+        self.startup_s = time.monotonic() - started
+
+    def logs_tail(self, lines: int = 5) -> str:
+        if self.container is None or self.container._container is None:
+            return ""
+        with contextlib.suppress(Exception):
+            raw = self.container._container.logs(tail=lines).decode(errors="replace")
+            return proc.redact(" | ".join(ln.strip() for ln in raw.strip().splitlines()))
+        return ""
+
+    def status(self) -> str:
+        with contextlib.suppress(Exception):
+            self.container._container.reload()
+            return str(self.container._container.status)
+        return "gone"
+
+    def _wait_ready(self) -> None:
+        assert self.connection is not None
+        deadline = time.monotonic() + self.start_timeout
+        last = ""
+        while True:
+            if self.status() in {"exited", "dead", "gone"}:
+                raise CouldNotVerify(f"the {self.image} container died at start: {self.logs_tail() or last}")
+            try:
+                with self.connection.connect("postgres") as conn:
+                    conn.execute("SELECT 1")
+                return
+            except psycopg.OperationalError as exc:
+                last = str(exc).strip().splitlines()[-1] if str(exc).strip() else ""
+            if time.monotonic() > deadline:
+                raise CouldNotVerify(
+                    f"the {self.image} container did not accept connections within "
+                    f"{self.start_timeout:.0f} s: {self.logs_tail() or last}"
+                )
+            time.sleep(0.1)
+
+    def server_version(self) -> str:
+        assert self.connection is not None
+        with self.connection.connect("postgres") as conn:
+            row = conn.execute("SHOW server_version").fetchone()
+        return str(row[0]) if row else "unknown"
+
+    def create_database(self, name: str) -> None:
+        assert self.connection is not None
+        with self.connection.connect("postgres") as conn:
+            conn.execute(psycopg.sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(psycopg.sql.Identifier(name)))
+
+    def destroy(self) -> None:
+        if self.container is not None:
+            with contextlib.suppress(Exception):
+                self.container.stop(force=True, delete_volume=True)
+            self.container = None
+
+
+def janitor() -> list[str]:
+    """Remove containers labelled by a drill process of this host that no longer exists."""
+    try:
+        client = docker_client(timeout=2)
+    except CouldNotVerify:
+        return []
+    removed = []
+    host = socket.gethostname()
+    for container in client.containers.list(all=True, filters={"label": f"{LABEL}=true"}):
+        owner = container.labels.get(OWNER_LABEL, "")
+        owner_host, _, pid = owner.partition(":")
+        if owner_host != host or not pid.isdigit() or _alive(int(pid)):
+            continue
+        with contextlib.suppress(Exception):
+            container.remove(force=True, v=True)
+            removed.append(container.name)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def chown_tree(root: Path, uid: int, gid: int) -> None:
+    """A data directory restored on the host becomes the container user's (the image runs as uid 999)."""
+    os.chown(root, uid, gid)
+    for folder, dirs, files in os.walk(root):
+        for entry in dirs + files:
+            with contextlib.suppress(FileNotFoundError):
+                os.lchown(os.path.join(folder, entry), uid, gid)
