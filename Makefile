@@ -8,18 +8,25 @@ export PATH := $(BIN):$(PATH)
 # Tests run two workers on two cores; override with `make test WORKERS=4`.
 WORKERS ?= 2
 
-.PHONY: demo test install system python lint bench clean
+.PHONY: demo test install system python lint bench clean docker
 
 demo: install
 	$(BIN)/restoredrill demo
 
-test: install lint
+test: install lint docker
 	$(BIN)/pytest -n $(WORKERS) tests
+
+# The container targets need a Docker engine and a PostgreSQL image; no registry is reachable on CI, so
+# the engine is started here (own data root) and `postgres:15` is built from the host's own binaries.
+docker:
+	./scripts/docker-engine.sh start
+	./scripts/build-postgres-image.sh 15
 
 install: system python
 
 system:
 	./scripts/install-system.sh
+	./scripts/install-report-tools.sh
 
 python: $(VENV)/.installed
 

@@ -115,10 +115,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command in report_commands.COMMANDS:
             return report_commands.main(args)
         if args.command == "janitor":
-            from restoredrill.targets.local import janitor
+            from restoredrill.targets import container, local
 
-            removed = janitor(args.workdir)
-            print(f"janitor: removed {len(removed)} leftover(s)")
+            removed = [*map(str, local.janitor(args.workdir)), *container.janitor()]
+            print(f"janitor: removed {len(removed)} leftover(s)" + (f": {', '.join(removed)}" if removed else ""))
             return EXIT_OK
     except RestoreDrillError as exc:
         print(f"restoredrill: {proc.redact(str(exc))}", file=sys.stderr)

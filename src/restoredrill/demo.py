@@ -70,6 +70,9 @@ INSERT INTO invoices (order_id, issued_at)
 CONFIG = """# Written by `restoredrill demo`: drills against the demo's own backups.
 reports_dir = "{reports}"
 
+[target]
+kind = "auto"   # a container of the backup's major when a Docker engine answers, else a local instance
+
 [objectives.logical]
 rpo = "26h"   # a daily dump may be 26 hours old at most, and dumps at most 26 hours apart
 rto = "15m"

@@ -7,6 +7,12 @@ Every error carries one sentence meant for a human; the CLI prints it and never 
 class RestoreDrillError(Exception):
     """Base class: `str(error)` is one clear sentence, already redacted."""
 
+    def __init__(self, message: str) -> None:
+        # Redacted where it is made: the sentence travels into test reports, logs and evidence.
+        from restoredrill.proc import redact
+
+        super().__init__(redact(message))
+
 
 class ConfigError(RestoreDrillError):
     """The configuration or the command line is wrong (exit code 2)."""

@@ -144,6 +144,7 @@ def append_history(reports_dir: Path, record: DrillRecord) -> None:
         "run_id": record.run_id,
         "database": record.database,
         "layer": record.layer,
+        "variant": record.variant,
         "target": record.target,
         "verdict": record.verdict,
         "rto_s": record.rto_s,

@@ -43,6 +43,11 @@ def run_drills(config_file: str | None, pytest_args: list[str]) -> int:
         f"--rootdir={PROJECT}",
         "-p",
         "no:cacheprovider",
+        # Plugins the drills do not use cost ~1 s of start-up (hypothesis re-rewrites its modules each run).
+        "-p",
+        "no:benchmark",
+        "-p",
+        "no:hypothesispytest",
         "-rfEs",
         "--tb=line",
         f"--junitxml={reports / 'junit' / f'{run_id}.xml'}",
@@ -61,7 +66,9 @@ def run_drills(config_file: str | None, pytest_args: list[str]) -> int:
     code = pytest.main(args)
     records = load_records(reports, run_id)
     _summary(console, records, reports)
-    reported = after_run(lambda text: console.print(text, markup=False, highlight=False), reports, run_id, path, config)
+    reported = after_run(
+        lambda text: console.print(text, markup=False, highlight=False, soft_wrap=True), reports, run_id, path, config
+    )
     if code == pytest.ExitCode.INTERRUPTED:
         return 130
     if code == pytest.ExitCode.USAGE_ERROR:

@@ -96,9 +96,9 @@ def test_hostile_database_name_is_text_and_nothing_executes(tmp_path: Path, open
     html = _mixed(tmp_path)
     assert HOSTILE not in html.read_text()  # escaped in the source
     opened = open_report(html)
-    shown = opened.page.get_by_text(HOSTILE, exact=True)
-    assert shown.count() >= 3  # matrix, objectives, drill details ...
-    assert shown.first.is_visible()
+    assert opened.page.get_by_text(HOSTILE, exact=True).first.is_visible()  # the matrix row
+    assert opened.page.get_by_text(HOSTILE).count() >= 4  # objectives, failures, details, trends ...
+    assert HOSTILE in opened.text("#matrix")
     assert opened.page.locator("script").count() == 0
     assert opened.dialogs == []
     assert opened.external_requests == []
@@ -149,11 +149,10 @@ def test_fifty_drills_render_in_under_two_seconds_and_two_megabytes(tmp_path: Pa
     assert built.drills == 50
     assert rendered < 2.0
     assert size < 2 * 1024 * 1024
-    started = time.perf_counter()
     opened = open_report(built.html)
-    loaded = time.perf_counter() - started
-    print(f"50-drill report: loaded in Chromium in {loaded:.3f} s")
-    assert loaded < 2.0
+    loaded = opened.page.evaluate("() => performance.getEntriesByType('navigation')[0].loadEventEnd") / 1000
+    print(f"50-drill report: loaded and laid out by Chromium in {loaded:.3f} s")
+    assert 0 < loaded < 2.0
     assert opened.page.locator("article.drill").count() == 50
     assert opened.text("#verdict .verdict-word") == "FAILED"
 
@@ -180,3 +179,27 @@ def test_a_second_run_on_the_same_day_keeps_the_first_report(tmp_path: Path, nam
     assert second.html.name == "drill-report-2026-11-01T051700Z.html"
     assert (tmp_path / name).is_file()
     assert build_report(tmp_path, run_id=first).html.name == "drill-report-2026-11-01.html"  # same run: same file
+
+
+def test_the_report_redacts_what_a_record_leaked(tmp_path: Path) -> None:
+    """Defence in depth: a secret from the configuration that reached a record never reaches the report."""
+    config = tmp_path / "drills.toml"
+    config.write_text(
+        '[objectives.logical]\nrpo = "26h"\nrto = "1h"\n[databases.shop.logical]\nsource = "s3://b/p/"\n'
+        'endpoint_url = "https://reader:Leaky-Secret-42@s3.internal"\n'
+        'options = ["--repo1-s3-key-secret=Option-Secret-77"]\ncipher_pass_env = "MY_CIPHER"\n'
+    )
+    record = could_not_verify("shop", RUN, NOW)
+    record.reason = (
+        "cannot reach the S3 endpoint https://reader:Leaky-Secret-42@s3.internal; Option-Secret-77; Env-Secret-55"
+    )
+    reports = tmp_path / "reports"
+    write(reports, [record])
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MY_CIPHER", "Env-Secret-55")
+        built = build_report(reports, config_file=config)
+    html = built.html.read_text()
+    for secret in ("Leaky-Secret-42", "Option-Secret-77", "Env-Secret-55"):
+        assert secret not in html
+        assert secret not in built.manifest.read_text()
+    assert "https://reader:***@s3.internal" in html

@@ -91,7 +91,9 @@ class Drill:
     def check(self, name: str) -> CheckRecord:
         """Run one check and record it. NotApplicable propagates (the drill notes it; pytest skips)."""
         if name in self.timing_checks:
+            started = time.monotonic()
             record = self._timing(name)
+            record.duration_s = round(time.monotonic() - started, 3)
         elif self.restored is None:
             record = self._not_run(name)
         else:

@@ -26,7 +26,7 @@ from restoredrill.layers.base import CheckFunction, Drill, Log
 from restoredrill.layers.logical_keys import DumpKey, dumps_of, recovery_point
 from restoredrill.manifest import Manifest
 from restoredrill.stores import open_store
-from restoredrill.targets.choice import newest_bindir, start_container, wants_container
+from restoredrill.targets.choice import check_container, container_instance, newest_bindir, wants_container
 from restoredrill.targets.container import ContainerInstance
 from restoredrill.targets.local import MARKER, PREFIX, LocalInstance, workdir_base
 
@@ -135,9 +135,11 @@ class LogicalDrill(Drill):
         # server (the same major, else the nearest newer one).
         restore_started = time.monotonic()
         target = self.config.target
-        if wants_container(target.kind):
+        if wants_container(target, major):
             bindir = newest_bindir(target.pg_bindir)  # client tools only: the server is the container's
-            self.instance = start_container(self.record, target, major)
+            self.instance = container_instance(target, major, self.record.run_id)
+            self.instance.start()
+            check_container(self.record, self.instance, major)
         else:
             bindir = pgtools.bindir_for(major, target.pg_bindir)
             self.instance = LocalInstance(

@@ -231,10 +231,10 @@ class PgBackRest:
                 found.append(ArchivedWal(name.split("-", 1)[0], segment, _epoch(entry.get("time", 0))))
         return sorted(found, key=lambda w: w.segment)
 
-    def verify(self) -> list[str]:
+    def verify(self, process_max: int = 1) -> list[str]:
         """Problems `pgbackrest verify` reports. Its exit code is 0 even when it finds errors (2.45), so
         the text is what counts."""
-        result = self.run("verify", "--verbose", console="info")
+        result = self.run("verify", "--verbose", f"--process-max={process_max}", console="info")
         problems = parse_verify(result.stdout + "\n" + result.stderr)
         if result.returncode != 0 and not problems:
             problems.append(f"pgbackrest verify exited {result.returncode}: {result.tail(2)}")

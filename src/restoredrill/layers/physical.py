@@ -16,6 +16,7 @@ import re
 import shutil
 import tempfile
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Literal
@@ -83,6 +84,8 @@ class PhysicalDrill(Drill):
         self.outcome: RecoveryOutcome | None = None
         self.restore_log = ""
         self.reference_at: datetime | None = None
+        self._verify_pool: ThreadPoolExecutor | None = None
+        self._verify_future: Future[list[str]] | None = None
 
     @property
     def dbname(self) -> str:
@@ -132,9 +135,10 @@ class PhysicalDrill(Drill):
         self.record.rpo_detail.update({"newest_wal": newest_wal.name, "newest_wal_at": iso(newest_wal.archived_at)})
 
         recovery = self._recovery_options(info, newest_wal.archived_at)
-        bindir = pgtools.bindir_for(
-            int(pgtools.major_of(info.database_version or newest.database_version)), target.pg_bindir
-        )
+        if self.kind == "latest":
+            # verify only reads the repository: it runs while the restore does, and its check joins it.
+            self._verify_pool = ThreadPoolExecutor(max_workers=1)
+            self._verify_future = self._verify_pool.submit(repo.verify, target.jobs or os.cpu_count() or 2)
         common = {
             "run_id": self.record.run_id,
             "base": target.workdir,
@@ -143,16 +147,14 @@ class PhysicalDrill(Drill):
             "timeout": target.restore_timeout,
             "env": repo.env,
         }
-        if wants_container(target.kind):
-            major = int(pgtools.major_of(info.database_version or newest.database_version))
+        major = int(pgtools.major_of(info.database_version or newest.database_version))
+        if wants_container(target, major):
+            bindir = newest_bindir(target.pg_bindir)  # client tools only: the server is the container's
             image = image_for(target.image, major)
-            self.record.target, self.record.target_info.kind, self.record.target_info.image = (
-                "container",
-                "container",
-                image,
-            )
+            self.record.target = "container"
+            self.record.target_info.kind, self.record.target_info.image = "container", image
             self.instance = ContainerRecoveredInstance(
-                newest_bindir(target.pg_bindir),
+                bindir,
                 image=image,
                 container_uid=target.container_uid,
                 start_timeout=target.start_timeout,
@@ -160,6 +162,7 @@ class PhysicalDrill(Drill):
                 **common,
             )
         else:
+            bindir = pgtools.bindir_for(major, target.pg_bindir)
             self.instance = RecoveredInstance(bindir, **common)
         data = self.instance.prepare()
         started = time.monotonic()
@@ -170,6 +173,10 @@ class PhysicalDrill(Drill):
         if result.returncode != 0:
             raise _restore_failure(result)
         self.outcome = self.instance.start_and_recover()
+        if isinstance(self.instance, ContainerRecoveredInstance):
+            info_ = self.record.target_info
+            info_.image_id = self.instance.image_info.get("image_id")
+            info_.image_digest = self.instance.image_info.get("image_digest")
         self.record.stages.recovery_s = round(self.instance.recovery_s or 0, 3)
         assert self.instance.connection is not None
         with self.instance.connection.connect(self.dbname) as conn:  # usable: promoted and answering
@@ -212,7 +219,8 @@ class PhysicalDrill(Drill):
         self.record.notes.append(f"fetched {len(names)} WAL segment(s) on the host for recovery in the container")
 
     def _recovery_options(self, info: StanzaInfo, newest_wal_at: datetime) -> list[str]:
-        common = [f"--job-retry={self.source.job_retry}"]
+        jobs = self.config.target.jobs or os.cpu_count() or 2
+        common = [f"--job-retry={self.source.job_retry}", f"--process-max={jobs}"]
         if self.kind == "latest":
             return [*common, "--type=default"]
         if self.kind == "immediate":
@@ -425,7 +433,7 @@ class PhysicalDrill(Drill):
 
     def _verify_check(self) -> CheckRecord:
         assert self.repo is not None
-        problems = self.repo.verify()
+        problems = self._verify_future.result() if self._verify_future is not None else self.repo.verify()
         if problems:
             return CheckRecord(
                 name="pgbackrest_verify",
@@ -507,6 +515,8 @@ class PhysicalDrill(Drill):
 
     # ----- stage 3 -----------------------------------------------------------------------------------
     def _cleanup(self) -> None:
+        if self._verify_pool is not None:
+            self._verify_pool.shutdown(wait=False, cancel_futures=True)
         if self.instance is not None:
             if self.outcome is None and self.instance.root is not None:
                 self.record.notes.append("server log tail: " + self.instance.log_tail(5).replace("\n", " | "))

@@ -98,7 +98,8 @@ def build_report(
     for index, (record, path) in enumerate(pairs, start=1):
         points = history.series.get(key_of(record), [])
         drills.append(drill_view(index, record, path.relative_to(reports_dir).as_posix(), sha256_file(path), points))
-    covered = [*run.files, *([context_file] if context_file else [])]
+    junit = reports_dir / "junit" / f"{run.run_id}.xml"
+    covered = [*run.files, *([context_file] if context_file else []), *([junit] if junit.is_file() else [])]
     base = report_base(reports_dir, run.run_id)
     signing = (
         f"The manifest is signed with Ed25519 key {key_id(key.public_key())} ({base}{SIGNATURE_SUFFIX})."

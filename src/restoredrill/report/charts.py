@@ -111,9 +111,10 @@ def trend_chart(
         )
     chart.y_labels = [(y_of(y_max * f), format_duration(y_max * f)) for f in (0.0, 0.5, 1.0)]
     first, last = points[0], points[-1]
-    chart.x_labels = [(x_of(0), f"{first.at:%Y-%m-%d}", "start")]
+    fmt = "%Y-%m-%d %H:%M" if first.at.date() == last.at.date() and len(points) > 1 else "%Y-%m-%d"
+    chart.x_labels = [(x_of(0), f"{first.at:{fmt}}", "start")]
     if len(points) > 1:
-        chart.x_labels.append((x_of(len(points) - 1), f"{last.at:%Y-%m-%d}", "end"))
+        chart.x_labels.append((x_of(len(points) - 1), f"{last.at:{fmt}}", "end"))
     else:
         chart.x_labels = [(x_of(0), f"{first.at:%Y-%m-%d}", "middle")]
     return chart

@@ -1,4 +1,6 @@
-"""RTO/RPO over earlier runs, from reports/history.jsonl (one line per drill, carried between runs)."""
+"""RTO/RPO over earlier runs: from the evidence records still in reports/evidence/ (they name the variant,
+e.g. pgBackRest latest / immediate / time), and from reports/history.jsonl (one line per drill, carried
+between runs) for runs whose records are gone."""
 
 from __future__ import annotations
 
@@ -60,8 +62,8 @@ def _point(line: dict[str, object]) -> tuple[Key, Point] | None:
     at = parse_time(finished if isinstance(finished, str) else None, run_id)
     if at is None:
         return None
-    objectives = line.get("objectives") if isinstance(line.get("objectives"), dict) else {}
-    assert isinstance(objectives, dict)
+    found = line.get("objectives")
+    objectives: dict[str, object] = found if isinstance(found, dict) else {}
     return (database, layer, variant), Point(
         run_id=run_id,
         at=at,
@@ -71,6 +73,10 @@ def _point(line: dict[str, object]) -> tuple[Key, Point] | None:
         rto_objective_s=_number(objectives.get("rto_s")),
         rpo_objective_s=_number(objectives.get("rpo_s")),
     )
+
+
+def _when(point: Point) -> tuple[datetime, str]:
+    return point.at, point.run_id
 
 
 def key_of(record: DrillRecord) -> Key:
@@ -90,9 +96,25 @@ def record_point(record: DrillRecord) -> Point:
     )
 
 
+def _from_evidence(reports_dir: Path) -> tuple[dict[Key, dict[str, Point]], set[tuple[str, str, str]]]:
+    series: dict[Key, dict[str, Point]] = {}
+    covered: set[tuple[str, str, str]] = set()  # (run, database, layer) a record speaks for
+    for path in sorted((reports_dir / "evidence").glob("*--*.json")):
+        try:
+            data = json.loads(path.read_bytes())
+        except (OSError, ValueError):
+            continue  # the run's own records are validated elsewhere; an old broken one only loses a point
+        found = _point(data) if isinstance(data, dict) else None
+        if found is not None:
+            key, point = found
+            series.setdefault(key, {})[point.run_id] = point
+            covered.add((point.run_id, key[0], key[1]))
+    return series, covered
+
+
 def load_history(reports_dir: Path, current: list[DrillRecord], up_to_run: str | None = None) -> History:
     """Every drill's points up to (and including) the current run; the current records always win."""
-    series: dict[Key, dict[str, Point]] = {}
+    series, covered = _from_evidence(reports_dir)
     unreadable = 0
     path = reports_dir / "history.jsonl"
     lines = path.read_text(encoding="utf-8", errors="replace").splitlines() if path.is_file() else []
@@ -109,11 +131,14 @@ def load_history(reports_dir: Path, current: list[DrillRecord], up_to_run: str |
             unreadable += 1
             continue
         key, point = found
-        if up_to_run is None or point.run_id <= up_to_run:
+        if (point.run_id, key[0], key[1]) not in covered:
             series.setdefault(key, {})[point.run_id] = point
     for record in current:
         series.setdefault(key_of(record), {})[record.run_id] = record_point(record)
-    ordered = {key: sorted(points.values(), key=lambda p: (p.at, p.run_id)) for key, points in series.items()}
+    ordered = {
+        key: sorted((p for p in points.values() if up_to_run is None or p.run_id <= up_to_run), key=_when)
+        for key, points in series.items()
+    }
     all_points = [p for points in ordered.values() for p in points]
     return History(
         series=ordered,

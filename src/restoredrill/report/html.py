@@ -16,13 +16,13 @@ from restoredrill.report.redact import redact
 def _size(value: int | None) -> str:
     if value is None:
         return "unknown"
-    size, unit = float(value), "bytes"
-    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
-        if size < 1024 or unit == "TiB":
-            break
+    if value < 1024:
+        return f"{value:,} bytes"
+    size, units = float(value) / 1024, ["KiB", "MiB", "GiB", "TiB"]
+    while size >= 1024 and len(units) > 1:
         size /= 1024
-    shown = f"{value:,} bytes" if unit == "bytes" else f"{size:.1f} {unit} ({value:,} bytes)"
-    return shown
+        units.pop(0)
+    return f"{size:.1f} {units[0]} ({value:,} bytes)"
 
 
 def _pct(share: float | None) -> str:

@@ -122,7 +122,10 @@ class DrillView:
         return LAYER_LABEL.get(self.record.layer, self.record.layer)
 
     def count(self, outcome: str) -> int:
-        return sum(1 for c in self.checks if c.outcome == outcome)
+        """Checks with this outcome; "not_run" counts those that never ran because the drill stopped."""
+        if outcome == "not_run":
+            return sum(1 for c in self.checks if c.not_run)
+        return sum(1 for c in self.checks if c.outcome == outcome and not (outcome == "error" and c.not_run))
 
     def delta(self, which: str) -> str | None:
         """This run against the previous one, e.g. '+12% vs 2026-10-01'."""
@@ -144,14 +147,25 @@ def _checksum_state(record: DrillRecord) -> str:
     return "unknown"
 
 
-def _rows(data: dict[str, Any], skip: tuple[str, ...] = ()) -> list[tuple[str, str]]:
-    rows = []
-    for key, value in data.items():
-        if value is None or value == "" or key in skip:
-            continue
-        shown = format_duration(float(value)) if key.endswith("_s") and isinstance(value, int | float) else str(value)
-        rows.append((key.removesuffix("_s").replace("_", " "), shown))
-    return rows
+def shown(key: str, value: object) -> str:
+    """A value of a record for reading: durations as durations, nested data as `key value` pairs."""
+    if key.endswith("_s") and isinstance(value, int | float) and not isinstance(value, bool):
+        return format_duration(float(value))
+    if isinstance(value, dict):
+        return ", ".join(
+            f"{k.replace('_', ' ')} {shown(k, v)}" for k, v in value.items() if v not in (None, "", {}, [])
+        )
+    if isinstance(value, list):
+        return ", ".join(shown("", v) for v in value)
+    return str(value)
+
+
+def _rows(data: dict[str, Any]) -> list[tuple[str, str]]:
+    return [
+        (key.removesuffix("_s").replace("_", " "), shown(key, value))
+        for key, value in data.items()
+        if value not in (None, "", {}, [])
+    ]
 
 
 def _stages(record: DrillRecord) -> list[StageBar]:

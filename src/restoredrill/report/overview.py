@@ -10,7 +10,7 @@ from restoredrill.durations import format_duration
 from restoredrill.report.context import RunContext
 from restoredrill.report.controls import CONTROLS, SCOPE_NOTE, Control
 from restoredrill.report.history import History, parse_time
-from restoredrill.report.model import LAYER_LABEL, VERDICT_LABEL, DrillView, variant_rank
+from restoredrill.report.model import LAYER_LABEL, VERDICT_LABEL, DrillView, shown, variant_rank
 
 LAYER_ORDER = ("logical", "pgbackrest", "rds")
 MONTHS_SHOWN = 6
@@ -83,7 +83,7 @@ def overall_verdict(drills: list[DrillView]) -> str:
 
 
 def _names(drills: list[DrillView], limit: int = 4) -> str:
-    named = [f"{d.title} ({d.category})" if d.category else d.title for d in drills]
+    named = [f"{d.title} ({d.category})" if d.verdict == "failed" and d.category else d.title for d in drills]
     return ", ".join(named[:limit]) + (f" and {len(named) - limit} more" if len(named) > limit else "")
 
 
@@ -157,9 +157,8 @@ def environment(drills: list[DrillView], context: RunContext) -> list[tuple[str,
     for r in records:
         info = r.target_info.model_dump(exclude_none=True)
         kind = info.pop("kind", r.target)
-        startup = info.pop("startup_s", None)
-        described = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in info.items())
-        targets.append(f"{kind}: {described}" + (f", started in {format_duration(startup)}" if startup else ""))
+        info.pop("startup_s", None)  # differs per drill; the drill details show it
+        targets.append(f"{kind}: {shown('', info)}")
     rows.append(("targets", _unique(targets)))
     tools: dict[str, list[str]] = {}
     for r in records:

@@ -9,11 +9,17 @@ from restoredrill import pgtools
 from restoredrill.config import Target
 from restoredrill.errors import CouldNotVerify
 from restoredrill.evidence import DrillRecord
-from restoredrill.targets.container import ContainerInstance, engine_available, image_for
+from restoredrill.targets.container import ContainerInstance, engine_available, image_for, image_present
 
 
-def wants_container(kind: str) -> bool:
-    return kind == "container" or (kind == "auto" and engine_available())
+def wants_container(target: Target, major: int) -> bool:
+    """`container` always (a missing engine or image is then one sentence); `auto` only when an engine
+    answers and the image for this major is there (or can be pulled), else a local instance."""
+    if target.kind == "container":
+        return True
+    if target.kind != "auto" or not engine_available():
+        return False
+    return image_present(image_for(target.image, major))
 
 
 def newest_bindir(configured: Path | None) -> Path:
@@ -24,20 +30,21 @@ def newest_bindir(configured: Path | None) -> Path:
     return found[max(found)]
 
 
-def start_container(record: DrillRecord, target: Target, major: int) -> ContainerInstance:
-    image = image_for(target.image, major)
-    instance = ContainerInstance(image, run_id=record.run_id, start_timeout=target.start_timeout)
-    instance.start()
+def container_instance(target: Target, major: int, run_id: str) -> ContainerInstance:
+    """Not started yet: the drill holds it before it starts, so a Ctrl-C during start still removes it."""
+    return ContainerInstance(image_for(target.image, major), run_id=run_id, start_timeout=target.start_timeout)
+
+
+def check_container(record: DrillRecord, instance: ContainerInstance, major: int) -> None:
+    """Record which image ran, and refuse a server whose major differs from the backup's."""
     record.target = "container"
     info = record.target_info
-    info.kind, info.image = "container", image
+    info.kind, info.image = "container", instance.image
     info.image_id, info.image_digest = instance.image_info.get("image_id"), instance.image_info.get("image_digest")
     info.server_version = instance.server_version()
     running = pgtools.major_of(info.server_version)
     if running != major:
-        instance.destroy()
         raise CouldNotVerify(
-            f"the image {image} runs PostgreSQL {running} but the backup comes from PostgreSQL {major}: "
+            f"the image {instance.image} runs PostgreSQL {running} but the backup comes from PostgreSQL {major}: "
             "refusing a major mismatch (set target.image to an image of the same major)"
         )
-    return instance

@@ -59,6 +59,25 @@ def engine_available() -> bool:
     return True
 
 
+def image_present(image: str) -> bool:
+    """The image is local, or a registry gave it to us now."""
+    try:
+        client = docker_client(timeout=5)
+    except CouldNotVerify:
+        return False
+    try:
+        client.images.get(image)
+        return True
+    except Exception:
+        try:
+            client.images.pull(image)
+            return True
+        except Exception:
+            return False
+    finally:
+        client.close()
+
+
 def image_for(template: str, major: int) -> str:
     return template.format(major=major)
 
@@ -146,9 +165,17 @@ class ContainerInstance:
         try:
             container.start()
         except Exception as exc:
+            self.destroy()
             raise CouldNotVerify(f"the container for {self.image} could not start: {exc}") from None
+        except BaseException:  # Ctrl-C while the engine creates or starts it
+            self.destroy()
+            raise
         self.connection = Connection("127.0.0.1", port, "postgres", password)
-        (ready or self._wait_ready)()
+        try:
+            (ready or self._wait_ready)()
+        except BaseException:
+            self.destroy()  # a container that failed to come up is removed at once, with its evidence taken
+            raise
         self.startup_s = time.monotonic() - started
 
     def logs_tail(self, lines: int = 5) -> str:

@@ -276,6 +276,7 @@ class ContainerRecoveredInstance(RecoveredInstance):
         self.start_timeout = start_timeout
         self.prefetch = prefetch
         self.container: ContainerInstance | None = None
+        self.image_info: dict[str, str] = {}
 
     def extra_settings(self) -> dict[str, str]:
         assert self.root is not None
@@ -299,6 +300,7 @@ class ContainerRecoveredInstance(RecoveredInstance):
             user=f"{self.container_uid}:{self.container_uid}",
         )
         self.container.start(ready=lambda: None)  # readiness is recovery, polled by start_and_recover
+        self.image_info = dict(self.container.image_info)
 
     def _alive(self) -> bool:
         return self.container is not None and self.container.status() in {"running", "created", "restarting"}
