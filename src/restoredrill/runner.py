@@ -48,6 +48,8 @@ def run_drills(config_file: str | None, pytest_args: list[str]) -> int:
         "no:benchmark",
         "-p",
         "no:hypothesispytest",
+        # All items of one drill stay on one xdist worker: one restore per database, one complete record.
+        "--dist=loadgroup",
         "-rfEs",
         "--tb=line",
         f"--junitxml={reports / 'junit' / f'{run_id}.xml'}",
