@@ -41,23 +41,23 @@ def _no_secret_anywhere(root: Path, output: str, secret: str) -> None:
             assert secret not in path.read_text(errors="replace"), path
 
 
+@pytest.fixture(scope="module")
+def encrypted() -> Repo:
+    return build_repo("pgbr-enc", config_extra=f"repo1-cipher-type=aes-256-cbc\nrepo1-cipher-pass={PASSPHRASE}\n")
+
+
+@pytest.fixture
+def case(encrypted: Repo) -> Iterator[tuple[Path, Repo]]:
+    root = traversable_tempdir("rd-enc-case-")
+    repo = encrypted.clone(root)
+    # The drill gets the passphrase from the environment only: remove it from the config file.
+    repo.config.write_text("".join(ln for ln in repo.config.read_text().splitlines(True) if "cipher-pass" not in ln))
+    yield root, repo
+    shutil.rmtree(root, ignore_errors=True)
+
+
 @pytest.mark.xdist_group("pgbackrest-encrypted")
 class TestEncryptedRepository:
-    @pytest.fixture(scope="class")
-    def encrypted(self) -> Repo:
-        return build_repo("pgbr-enc", config_extra=f"repo1-cipher-type=aes-256-cbc\nrepo1-cipher-pass={PASSPHRASE}\n")
-
-    @pytest.fixture
-    def case(self, encrypted: Repo) -> Iterator[tuple[Path, Repo]]:
-        root = traversable_tempdir("rd-enc-case-")
-        repo = encrypted.clone(root)
-        # The drill gets the passphrase from the environment only: remove it from the config file.
-        repo.config.write_text(
-            "".join(ln for ln in repo.config.read_text().splitlines(True) if "cipher-pass" not in ln)
-        )
-        yield root, repo
-        shutil.rmtree(root, ignore_errors=True)
-
     def test_passphrase_from_the_environment_restores_and_never_shows(self, case: tuple[Path, Repo]) -> None:
         root, repo = case
         drill_config(root, repo, targets='recovery_targets = ["latest"]', extra='cipher_pass_env = "DRILL_CIPHER"')

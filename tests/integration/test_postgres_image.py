@@ -475,7 +475,7 @@ def test_testcontainers_postgres_container_becomes_ready(engine: Engine, monkeyp
         postgres.start()
         ready_s = time.monotonic() - started
         print(f"\ntestcontainers PostgresContainer start-to-ready: {ready_s:.2f} s")
-        url = postgres.get_connection_url(driver=None)
+        url = postgres.get_connection_url()  # driver=None above: a plain postgresql:// URL
         with psycopg.connect(url, connect_timeout=5) as conn:
             row = conn.execute("SELECT current_user, current_database(), current_setting('server_version_num')")
             user, database, version = row.fetchone() or ("", "", "0")
