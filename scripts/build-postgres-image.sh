@@ -91,17 +91,21 @@ if [ "$FORCE" -eq 0 ] && exists "$LOCAL_TAG"; then
     echo "build-postgres-image: $LOCAL_TAG is up to date ($(docker image inspect -f '{{.Id}}' "$LOCAL_TAG" | cut -c8-19)); --force rebuilds"
     exit 0
   fi
-  echo "build-postgres-image: $LOCAL_TAG was built from another recipe (scripts or host PostgreSQL $version changed); rebuilding"
+  echo "build-postgres-image: $LOCAL_TAG was built from another recipe (scripts, locales or host PostgreSQL $version changed); rebuilding"
 fi
 
 started=$(date +%s.%N)
 
-# localedef needs the locale sources of the `locales` package (compiling is done by libc-bin's localedef).
-if [ ! -e /usr/share/i18n/charmaps/UTF-8.gz ] || [ ! -d /usr/share/i18n/locales ]; then
-  echo "build-postgres-image: installing the locales package (locale sources for localedef)"
+# localedef needs the locale sources of the `locales` package (compiling is done by libc-bin's localedef);
+# Debian's PostgreSQL uses the system time zone data (--with-system-tzdata=/usr/share/zoneinfo).
+host_packages=()
+[ -e /usr/share/i18n/charmaps/UTF-8.gz ] && [ -d /usr/share/i18n/locales ] || host_packages+=(locales)
+[ -d /usr/share/zoneinfo ] || host_packages+=(tzdata)
+if [ "${#host_packages[@]}" -gt 0 ]; then
+  echo "build-postgres-image: installing ${host_packages[*]} on the host"
   export DEBIAN_FRONTEND=noninteractive
-  apt-cache show locales >/dev/null 2>&1 || $SUDO apt-get update -qq
-  $SUDO apt-get install -y -qq --no-install-recommends locales >/dev/null
+  apt-cache show "${host_packages[@]}" >/dev/null 2>&1 || $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${host_packages[@]}" >/dev/null
 fi
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/restoredrill-pgimage.XXXXXX")"
@@ -178,8 +182,7 @@ add() {
 }
 for f in "${programs[@]}" "${modules[@]}" "${libs[@]}"; do add "$f"; done
 [ -e /usr/lib/locale/C.utf8 ] && files+=(usr/lib/locale/C.utf8)
-[ -d /usr/share/zoneinfo ] && files+=(usr/share/zoneinfo)
-files+=("${PGSHARE#/}")
+files+=(usr/share/zoneinfo "${PGSHARE#/}")
 
 # The official image's Dockerfile does the same: clusters initdb'd in the container listen on every address.
 mkdir -p "$STAGE$PGSHARE"

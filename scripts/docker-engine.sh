@@ -56,11 +56,15 @@ install_engine() {
   command -v dockerd >/dev/null 2>&1 && command -v docker >/dev/null 2>&1 && return 0
   echo "docker-engine: installing docker.io (apt)"
   export DEBIAN_FRONTEND=noninteractive
-  # Skip `apt-get update` when the package lists already know docker.io (saves ~10 s on a warm machine).
+  # Skip `apt-get update` when the package lists already know docker.io (saves ~10 s on a warm machine);
+  # lists that are stale (a version the mirror no longer has) get one update and a second try.
   if ! apt-cache show docker.io >/dev/null 2>&1; then
     apt-get update -qq
   fi
-  apt-get install -y -qq --no-install-recommends docker.io >/dev/null
+  if ! apt-get install -y -qq --no-install-recommends docker.io >/dev/null; then
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends docker.io >/dev/null
+  fi
 }
 
 start() {
@@ -83,15 +87,20 @@ start() {
     # dockerd switches net.ipv4.ip_forward on (it routes the bridge); remember the value to restore at stop.
     # Keep the first recorded value if a previous run crashed without `stop`.
     [ -e "$IP_FORWARD_SAVED" ] || cat "$IP_FORWARD" >"$IP_FORWARD_SAVED"
+    # One previous log is kept (dockerd logs every container start at info level).
+    if [ -f "$LOG" ] && [ "$(stat -c %s "$LOG")" -gt 10000000 ]; then
+      mv -f "$LOG" "$LOG.old"
+    fi
     echo "=== $(date -u +%FT%TZ) start" >>"$LOG"
     # setsid: its own session, so the engine outlives this script and ignores Ctrl-C / job-control signals
     # sent to the caller's process group. dockerd starts its own containerd under the exec root.
+    # 9>&-: dockerd must not inherit the lock's descriptor, or it would hold the lock for its whole life.
     setsid dockerd \
       --host "unix://$SOCKET" \
       --data-root "$DIR/data" \
       --exec-root "$DIR/exec" \
       --pidfile "$PIDFILE" \
-      >>"$LOG" 2>&1 </dev/null &
+      >>"$LOG" 2>&1 </dev/null 9>&- &
     pid=$!
   else
     echo "docker-engine: dockerd $pid (ours) is running but not answering yet; waiting"
@@ -137,9 +146,12 @@ stop() {
   fi
   rm -f "$PIDFILE"
   if [ -e "$IP_FORWARD_SAVED" ]; then
-    cat "$IP_FORWARD_SAVED" >"$IP_FORWARD"
+    if cat "$IP_FORWARD_SAVED" >"$IP_FORWARD"; then
+      echo "docker-engine: net.ipv4.ip_forward restored to $(cat "$IP_FORWARD")"
+    else
+      echo "docker-engine: could not restore net.ipv4.ip_forward to $(cat "$IP_FORWARD_SAVED")" >&2
+    fi
     rm -f "$IP_FORWARD_SAVED"
-    echo "docker-engine: net.ipv4.ip_forward restored to $(cat "$IP_FORWARD")"
   fi
 }
 

@@ -179,7 +179,7 @@ init_database() {
 }
 
 # `docker run IMAGE -c x=y` means `postgres -c x=y`.
-if [ "${1#-}" != "$1" ]; then
+if [ "$#" -eq 0 ] || [ "${1#-}" != "$1" ]; then
 	set -- postgres "$@"
 fi
 
