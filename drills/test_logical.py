@@ -11,9 +11,8 @@ Select one database with `-k <name>`.
 from __future__ import annotations
 
 import allure
-import pytest
 
-from restoredrill.checks import NotApplicable
+from fixtures.items import run_item
 from restoredrill.layers.logical import LogicalDrill
 
 
@@ -22,19 +21,4 @@ from restoredrill.layers.logical import LogicalDrill
 def test_logical(logical_case: tuple[str, str], logical_drill: LogicalDrill) -> None:
     database, check = logical_case
     allure.dynamic.story(database)
-    allure.dynamic.title(f"{database}: {check}")
-    if check == "restore":
-        record = logical_drill.restore_outcome()
-        allure.attach(
-            logical_drill.restore_log_tail() or "(pg_restore printed nothing)",
-            name="pg_restore log (tail)",
-            attachment_type=allure.attachment_type.TEXT,
-        )
-    else:
-        try:
-            record = logical_drill.check(check)
-        except NotApplicable as exc:
-            pytest.skip(f"not applicable to this backup: {exc}")
-    if record.sql:
-        allure.attach(record.sql, name="sql", attachment_type=allure.attachment_type.TEXT)
-    assert record.outcome == "passed", f"{check} {record.outcome}: {record.detail}"
+    run_item(logical_drill, check, f"{database}: {check}", log_name="pg_restore log (tail)")

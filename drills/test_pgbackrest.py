@@ -10,9 +10,8 @@
 from __future__ import annotations
 
 import allure
-import pytest
 
-from restoredrill.checks import NotApplicable
+from fixtures.items import run_item
 from restoredrill.layers.physical import PhysicalDrill
 
 
@@ -21,19 +20,6 @@ from restoredrill.layers.physical import PhysicalDrill
 def test_pgbackrest(pgbackrest_case: tuple[str, str, str], pgbackrest_drill: PhysicalDrill) -> None:
     database, kind, check = pgbackrest_case
     allure.dynamic.story(f"{database} ({kind})")
-    allure.dynamic.title(f"{database} {kind}: {check}")
-    if check == "restore":
-        record = pgbackrest_drill.restore_outcome()
-        allure.attach(
-            pgbackrest_drill.restore_log_tail() or "(pgbackrest printed nothing)",
-            name="pgbackrest restore and server log (tail)",
-            attachment_type=allure.attachment_type.TEXT,
-        )
-    else:
-        try:
-            record = pgbackrest_drill.check(check)
-        except NotApplicable as exc:
-            pytest.skip(f"not applicable to this backup: {exc}")
-    if record.sql:
-        allure.attach(record.sql, name="sql", attachment_type=allure.attachment_type.TEXT)
-    assert record.outcome == "passed", f"{check} {record.outcome}: {record.detail}"
+    run_item(
+        pgbackrest_drill, check, f"{database} {kind}: {check}", log_name="pgbackrest restore and server log (tail)"
+    )

@@ -10,9 +10,8 @@
 from __future__ import annotations
 
 import allure
-import pytest
 
-from restoredrill.checks import NotApplicable
+from fixtures.items import run_item
 from restoredrill.layers.rds import RdsDrill
 
 
@@ -21,14 +20,4 @@ from restoredrill.layers.rds import RdsDrill
 def test_rds(rds_case: tuple[str, str], rds_drill: RdsDrill) -> None:
     database, check = rds_case
     allure.dynamic.story(database)
-    allure.dynamic.title(f"{database}: {check}")
-    if check == "restore":
-        record = rds_drill.restore_outcome()
-    else:
-        try:
-            record = rds_drill.check(check)
-        except NotApplicable as exc:
-            pytest.skip(f"not applicable to this backup: {exc}")
-    if record.sql:
-        allure.attach(record.sql, name="sql", attachment_type=allure.attachment_type.TEXT)
-    assert record.outcome == "passed", f"{check} {record.outcome}: {record.detail}"
+    run_item(rds_drill, check, f"{database}: {check}")

@@ -95,6 +95,7 @@ def restore_errors(db: Restored) -> CheckRecord:
 
 
 TOC_SQL = "SELECT to_regclass(format('%%I.%%I', %s::text, %s::text)) IS NOT NULL"
+TOC_SQL_SHOWN = TOC_SQL.replace("%%", "%")  # as PostgreSQL receives it, for the evidence
 
 
 def toc_tables(db: Restored) -> CheckRecord:
@@ -110,9 +111,9 @@ def toc_tables(db: Restored) -> CheckRecord:
             "toc_tables",
             False,
             f"{len(missing)} of {len(wanted)} tables of the dump are missing after restore: {_listed(missing)}",
-            TOC_SQL,
+            TOC_SQL_SHOWN,
         )
-    return _record("toc_tables", True, f"all {len(wanted)} tables of the dump's table of contents exist", TOC_SQL)
+    return _record("toc_tables", True, f"all {len(wanted)} tables of the dump's table of contents exist", TOC_SQL_SHOWN)
 
 
 def _require_manifest(db: Restored, name: str) -> Manifest | CheckRecord:

@@ -19,7 +19,7 @@ import psycopg
 
 from restoredrill import proc
 from restoredrill.errors import CouldNotVerify
-from restoredrill.targets.local import RESTORE_SETTINGS, Connection, free_port
+from restoredrill.targets.local import RESTORE_SETTINGS, Connection, free_port, process_alive
 
 LABEL = "restoredrill"
 RUN_LABEL = "restoredrill.run-id"
@@ -241,21 +241,13 @@ def janitor() -> list[str]:
     for container in client.containers.list(all=True, filters={"label": f"{LABEL}=true"}):
         owner = container.labels.get(OWNER_LABEL, "")
         owner_host, _, pid = owner.partition(":")
-        if owner_host != host or not pid.isdigit() or _alive(int(pid)):
+        if owner_host != host or not pid.isdigit() or process_alive(int(pid)):
             continue
         with contextlib.suppress(Exception):
             container.remove(force=True, v=True)
             removed.append(container.name)
     return removed
 
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
     return True
 
 

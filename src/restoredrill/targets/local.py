@@ -266,7 +266,8 @@ def _kill_postmaster(data: Path) -> None:
         (data / "postmaster.pid").unlink()
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether a process exists (a process of another user counts as alive)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -286,7 +287,7 @@ def janitor(base: Path | None = None, bindir_hint: Path | None = None) -> list[P
             info = json.loads(marker.read_text())
         except (OSError, ValueError):
             continue
-        if _alive(int(info.get("owner_pid", 0))):
+        if process_alive(int(info.get("owner_pid", 0))):
             continue
         data = folder / "data"
         bindir = bindir_hint
