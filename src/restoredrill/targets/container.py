@@ -214,14 +214,11 @@ class ContainerInstance:
 
     def server_version(self) -> str:
         assert self.connection is not None
-        with self.connection.connect("postgres") as conn:
-            row = conn.execute("SHOW server_version").fetchone()
-        return str(row[0]) if row else "unknown"
+        return self.connection.server_version()
 
     def create_database(self, name: str) -> None:
         assert self.connection is not None
-        with self.connection.connect("postgres") as conn:
-            conn.execute(psycopg.sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(psycopg.sql.Identifier(name)))
+        self.connection.create_database(name)
 
     def destroy(self) -> None:
         if self.container is not None:

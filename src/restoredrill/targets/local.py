@@ -80,6 +80,15 @@ class Connection:
     def connect(self, dbname: str, autocommit: bool = True) -> psycopg.Connection:
         return psycopg.connect(self.conninfo(dbname), password=self.password, autocommit=autocommit)
 
+    def server_version(self) -> str:
+        with self.connect("postgres") as conn:
+            row = conn.execute("SHOW server_version").fetchone()
+        return str(row[0]) if row else "unknown"
+
+    def create_database(self, name: str) -> None:
+        with self.connect("postgres") as conn:
+            conn.execute(psycopg.sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(psycopg.sql.Identifier(name)))
+
 
 class LocalInstance:
     """Context manager: a running throwaway server; `with` guarantees it is stopped and deleted."""
@@ -225,17 +234,14 @@ class LocalInstance:
 
     def server_version(self) -> str:
         assert self.connection is not None
-        with self.connection.connect("postgres") as conn:
-            row = conn.execute("SHOW server_version").fetchone()
-        return str(row[0]) if row else "unknown"
+        return self.connection.server_version()
 
     def create_database(self, name: str) -> None:
         assert self.connection is not None
-        with self.connection.connect("postgres") as conn:
-            conn.execute(psycopg.sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(psycopg.sql.Identifier(name)))
+        self.connection.create_database(name)
 
     def destroy(self) -> None:
-        """Stop the server (fast, then immediate) and delete every file; safe to call twice."""
+        """Stop the server (immediate: it is thrown away) and delete every file; safe to call twice."""
         if self.root is None:
             return
         stop_server(self.bindir, self.data, self.user)
