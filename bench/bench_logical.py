@@ -104,7 +104,7 @@ class Round:
 # ----- small helpers ---------------------------------------------------------------------------------------
 
 
-def _terminate(_signum: int, _frame: object) -> None:
+def terminate(_signum: int, _frame: object) -> None:
     raise KeyboardInterrupt  # SIGTERM cleans up exactly like Ctrl-C
 
 
@@ -153,9 +153,9 @@ def stop_process(proc: subprocess.Popen[bytes], grace_s: float = 60) -> None:
         proc.wait()
 
 
-def make_workdir(stack: contextlib.ExitStack) -> Path:
-    work = Path(tempfile.mkdtemp(prefix="bench-", dir=tempfile.gettempdir()))
-    work.chmod(0o711)  # the postgres OS user must traverse it to reach its data directories
+def make_workdir(stack: contextlib.ExitStack, prefix: str = "bench-") -> Path:
+    work = Path(tempfile.mkdtemp(prefix=prefix, dir=tempfile.gettempdir()))
+    work.chmod(0o711)  # the postgres OS user must traverse it to reach its data directories and repositories
     stack.callback(shutil.rmtree, work, ignore_errors=True)
     stack.callback(kill_strays, work)  # runs first (LIFO)
     return work
@@ -561,7 +561,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGTERM, terminate)
     args = parse_args(argv)
     try:
         setup, rounds = measure(args)

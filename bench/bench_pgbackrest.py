@@ -46,18 +46,20 @@ from typing import Any
 from bench_logical import (
     OUT_DIR,
     SERVER_USER,
+    BareRun,
     BenchError,
     as_server_user,
     checkout_state,
     chown_server_user,
     console_script,
-    kill_strays,
+    make_workdir,
     pg,
     pg_ctl_stop,
     read_evidence,
     run_logged,
     stop_process,
     tail,
+    terminate,
 )
 
 from restoredrill.demo_physical import STANZA, make_pgbackrest_repo
@@ -109,14 +111,6 @@ class DrillRun:
 
 
 @dataclass
-class BareRun:
-    wall_s: float
-    steps: dict[str, float]
-    rows: int
-    teardown_s: float
-
-
-@dataclass
 class Round:
     index: int
     order: str
@@ -143,18 +137,6 @@ class CorruptRun:
 
 
 # ----- small helpers ---------------------------------------------------------------------------------------
-
-
-def _terminate(_signum: int, _frame: object) -> None:
-    raise KeyboardInterrupt  # SIGTERM cleans up exactly like Ctrl-C
-
-
-def make_workdir(stack: contextlib.ExitStack) -> Path:
-    work = Path(tempfile.mkdtemp(prefix="benchpg-", dir=tempfile.gettempdir()))
-    work.chmod(0o711)  # the postgres OS user must traverse it to reach the repository and data directories
-    stack.callback(shutil.rmtree, work, ignore_errors=True)
-    stack.callback(kill_strays, work)  # runs first (LIFO)
-    return work
 
 
 @contextlib.contextmanager
@@ -594,7 +576,7 @@ def one_round(work: Path, repository: Repository, config: Path, scale: int, inde
 
 def measure(args: argparse.Namespace) -> tuple[dict[str, Any], list[Round], CorruptRun, dict[str, float]]:
     with contextlib.ExitStack() as stack:
-        work = make_workdir(stack)
+        work = make_workdir(stack, prefix="benchpg-")
         print(f"work folder {work}", flush=True)
         repository, setup = build_repository(work, args.scale)
         print(f"setup: {json.dumps(setup)}", flush=True)
@@ -619,7 +601,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGTERM, terminate)
     args = parse_args(argv)
     try:
         setup, rounds, corrupt, probes = measure(args)

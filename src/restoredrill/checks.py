@@ -26,16 +26,6 @@ from restoredrill.manifest import Manifest
 from restoredrill.pgtools import DumpListing
 from restoredrill.targets.local import Connection
 
-GENERIC_CHECKS = (
-    "restore_errors",
-    "toc_tables",
-    "manifest_row_counts",
-    "manifest_structure",
-    "matviews_populated",
-    "amcheck",
-    "sequences",
-)
-
 
 class NotApplicable(Exception):
     """The check does not apply to this backup (e.g. a dump made by another tool has no manifest)."""

@@ -90,7 +90,23 @@ class Connection:
             conn.execute(psycopg.sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(psycopg.sql.Identifier(name)))
 
 
-class LocalInstance:
+class ServerFolder:
+    """A throwaway server's private folder (`root`): its data directory and its log live inside."""
+
+    root: Path | None = None
+
+    @property
+    def data(self) -> Path:
+        assert self.root is not None
+        return self.root / "data"
+
+    @property
+    def log(self) -> Path:
+        assert self.root is not None
+        return self.root / "server.log"
+
+
+class LocalInstance(ServerFolder):
     """Context manager: a running throwaway server; `with` guarantees it is stopped and deleted."""
 
     def __init__(
@@ -116,16 +132,6 @@ class LocalInstance:
         self.root: Path | None = None
         self.connection: Connection | None = None
         self.startup_s: float | None = None
-
-    @property
-    def data(self) -> Path:
-        assert self.root is not None
-        return self.root / "data"
-
-    @property
-    def log(self) -> Path:
-        assert self.root is not None
-        return self.root / "server.log"
 
     def __enter__(self) -> LocalInstance:
         try:

@@ -27,7 +27,15 @@ import psycopg
 from restoredrill import proc
 from restoredrill.errors import BackupDefect, CouldNotVerify
 from restoredrill.targets.container import ContainerInstance, chown_tree
-from restoredrill.targets.local import MARKER, PREFIX, Connection, free_port, stop_server, workdir_base
+from restoredrill.targets.local import (
+    MARKER,
+    PREFIX,
+    Connection,
+    ServerFolder,
+    free_port,
+    stop_server,
+    workdir_base,
+)
 
 OVERRIDES = {
     "listen_addresses": "'127.0.0.1'",
@@ -68,7 +76,7 @@ class RecoveryOutcome:
     lines: list[str]
 
 
-class RecoveredInstance:
+class RecoveredInstance(ServerFolder):
     def __init__(
         self,
         bindir: Path,
@@ -90,16 +98,6 @@ class RecoveredInstance:
         self.root: Path | None = None
         self.connection: Connection | None = None
         self.recovery_s: float | None = None
-
-    @property
-    def data(self) -> Path:
-        assert self.root is not None
-        return self.root / "data"
-
-    @property
-    def log(self) -> Path:
-        assert self.root is not None
-        return self.root / "server.log"
 
     def __enter__(self) -> RecoveredInstance:
         return self
