@@ -18,9 +18,16 @@ from pathlib import Path
 
 import psutil
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from restoredrill.demo import make_daily_backups
 from restoredrill.targets.local import PREFIX
+
+# CI runs the property tests derandomized (the same examples on every machine, so a red CI is reproducible);
+# a developer's run explores, and any failure prints the blob that replays it (@reproduce_failure).
+hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
+hypothesis_settings.register_profile("dev", print_blob=True)
+hypothesis_settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 AWS_SECRET = "test-secret-Zq9xW3vR7pL2"  # noqa: S105 planted so tests can prove it never leaks
 AWS_ENV = {

@@ -1,6 +1,6 @@
 """The layer-1 backup job: pg_dump -Fc, verify, upload with SSE and metadata, manifest, retention.
 
-What the usual daily `pg-backup.sh` does, done properly:
+What a typical hand-written daily backup script does, done properly:
 - the manifest (exact row counts, structure fingerprint) is read in the SAME snapshot as the dump,
   through an exported snapshot that pg_dump joins with --snapshot;
 - the archive is proved readable (`pg_restore --list`) BEFORE anything is uploaded;

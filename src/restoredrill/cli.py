@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
-from restoredrill import proc
+from restoredrill import __version__, proc
 from restoredrill.errors import BackupDefect, ConfigError, RestoreDrillError
 from restoredrill.report import commands as report_commands
 
@@ -24,13 +24,22 @@ class _Parser(argparse.ArgumentParser):
 
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="restoredrill", description="Prove PostgreSQL backups restore, by restoring them.")
+    parser.add_argument("--version", action="version", version=f"restoredrill {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     demo = sub.add_parser("demo", help="build the embedded demo (source, backups, config) and drill it")
     demo.add_argument("--dir", type=Path, default=Path(".demo"), help="where the demo lives (default .demo/)")
     demo.add_argument("--reports", type=Path, default=Path("reports"), help="report folder (default reports/)")
 
-    run = sub.add_parser("run", help="run the drills of a configuration; extra arguments go to pytest")
+    run = sub.add_parser(
+        "run",
+        help="run the drills of a configuration; extra arguments go to pytest",
+        description="Run the drills of a configuration under pytest. Every argument restoredrill does not know "
+        "is passed to pytest as it is, e.g. `restoredrill run -k shop`, `-n 2`, `-x`, `--junitxml FILE`. "
+        "Exit codes: 0 every drill passed, 1 a backup failed a check, 2 bad usage or configuration, "
+        "3 something could not be verified.",
+        epilog="example: restoredrill run --config drills.toml -k 'shop and logical' -n 2",
+    )
     run.add_argument("--config", default=None, help="drills.toml (default $RESTOREDRILL_CONFIG or ./drills.toml)")
 
     backup = sub.add_parser("backup", help="backup jobs")

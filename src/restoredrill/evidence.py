@@ -1,4 +1,4 @@
-"""The drill record: data first, every report is rendered from it (DESIGN.md, "The evidence record")."""
+"""The drill record: data first, every report is rendered from it (README, "Evidence and reports")."""
 
 from __future__ import annotations
 

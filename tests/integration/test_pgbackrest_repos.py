@@ -8,7 +8,7 @@ import shutil
 import subprocess
 import uuid
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from restoredrill import pgtools, proc
+from restoredrill.errors import CouldNotVerify
 from restoredrill.layers.pgbackrest_repo import PgBackRest
 from restoredrill.layers.physical import rows_at
 from tests.conftest import MotoServer, free_port, leftovers, run_cli, traversable_tempdir
@@ -89,7 +90,9 @@ class TestEncryptedRepository:
 
 @pytest.fixture
 def tls_s3(moto: MotoServer, tmp_path: Path) -> Iterator[tuple[int, Path]]:
-    """moto behind stunnel: pgBackRest needs TLS with a certificate for DNS:localhost (see FACTS.md)."""
+    """moto behind stunnel: pgBackRest needs TLS with a certificate for DNS:localhost.
+
+    pgBackRest 2.45 ignores IP SANs, and moto's own TLS closes connections without a TLS shutdown."""
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(
         [
@@ -179,7 +182,9 @@ def test_pitr_holds_exactly_the_rows_committed_at_or_before_the_target(
         )
         info = repo.info()
         low = info.backups[0].stopped_at + timedelta(seconds=1)
-        high = max(commits.values())
+        # The domain ends just BEFORE the last commit: PostgreSQL stops at a time target only on a commit
+        # after it, so a later target has its own outcome (test_a_target_after_the_last_commit_...).
+        high = max(commits.values()) - timedelta(milliseconds=1)
         target = low + (high - low) * fraction
         found = rows_at(
             repo,
@@ -200,4 +205,45 @@ def test_pitr_holds_exactly_the_rows_committed_at_or_before_the_target(
     assert found == expected, (
         f"target {target}: missing {sorted(expected - found)[:5]}, extra {sorted(found - expected)[:5]}"
     )
+    assert leftovers(workdir) == []
+
+
+@pytest.mark.xdist_group("pgbackrest-plain")
+def test_a_target_after_the_last_commit_is_named_as_such_not_as_missing_wal(
+    pgbackrest_template: Repo, workdir: Path
+) -> None:
+    """Every segment is there, but nothing committed after the target: PostgreSQL says "recovery ended before
+    configured recovery target was reached", exactly as for missing WAL. The drill must say what happened."""
+    run_as = proc.RunAs.for_server()
+    lock = traversable_tempdir("rd-late-")
+    repo = PgBackRest(
+        pgbackrest_template.stanza,
+        config=pgbackrest_template.config,
+        options=[],
+        cipher_pass_env=None,
+        workdir=lock,
+        run_as=run_as,
+    )
+    target = datetime.now(UTC)  # after the template's last commit and its last archived segment
+    try:
+        with pytest.raises(CouldNotVerify) as raised:
+            rows_at(
+                repo,
+                pgtools.bindir_for(15),
+                target,
+                "public.ledger",
+                "id",
+                dbname="postgres",
+                run_id="late-target",
+                base=workdir,
+                run_as=run_as,
+                superuser="postgres",
+                timeout=120,
+            )
+    finally:
+        shutil.rmtree(lock, ignore_errors=True)
+    message = str(raised.value)
+    assert "no transaction was committed after the PITR target" in message, message
+    last = max(pgbackrest_template.ledger_commits.values())
+    assert f"committed at {last.astimezone(UTC):%Y-%m-%dT%H:%M}" in message, message
     assert leftovers(workdir) == []

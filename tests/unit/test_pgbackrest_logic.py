@@ -11,7 +11,12 @@ from hypothesis import strategies as st
 from restoredrill import proc
 from restoredrill.errors import BackupDefect, ConfigError, CouldNotVerify
 from restoredrill.layers.pgbackrest_repo import parse_verify
-from restoredrill.layers.physical import _restore_failure, resolve_target, target_text
+from restoredrill.layers.physical import (
+    _restore_failure,
+    last_commit_before_unreached_target,
+    resolve_target,
+    target_text,
+)
 from restoredrill.layers.wal import Segment, find_gaps, parse_segment
 
 
@@ -97,3 +102,26 @@ def test_restore_failures_are_classified(stderr: str, kind: type, words: str) ->
     error = _restore_failure(_result(stderr))
     assert isinstance(error, kind)
     assert words in str(error)
+
+
+_UNREACHED_LOG = [
+    "LOG:  starting point-in-time recovery to 2026-12-02 17:00:10+00",
+    "LOG:  redo starts at 0/4000028",
+    "LOG:  redo done at 0/7000060 system usage: CPU: user: 0.00 s",
+    "LOG:  last completed transaction was at log time 2026-12-02 17:00:05.25+00",
+    "FATAL:  recovery ended before configured recovery target was reached",
+]
+
+
+def test_a_target_after_the_last_commit_is_recognised_only_when_replay_read_the_whole_archive() -> None:
+    target = datetime(2026, 12, 2, 17, 0, 10, tzinfo=UTC)
+    last = last_commit_before_unreached_target(_UNREACHED_LOG, target, archive_end=Segment(1, 7))
+    assert last == datetime(2026, 12, 2, 17, 0, 5, 250000, tzinfo=UTC)
+    # Replay stopped in segment 7 but the archive goes on to 9: WAL is missing, that stays a defect.
+    assert last_commit_before_unreached_target(_UNREACHED_LOG, target, archive_end=Segment(1, 9)) is None
+    # The last commit after the target cannot be "nothing committed after it".
+    early = datetime(2026, 12, 2, 17, 0, 1, tzinfo=UTC)
+    assert last_commit_before_unreached_target(_UNREACHED_LOG, early, archive_end=Segment(1, 7)) is None
+    # Any other ending is not this case.
+    other = [ln for ln in _UNREACHED_LOG if "FATAL" not in ln] + ["FATAL:  could not locate required checkpoint"]
+    assert last_commit_before_unreached_target(other, target, archive_end=Segment(1, 7)) is None

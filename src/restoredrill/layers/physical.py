@@ -33,7 +33,7 @@ from restoredrill.errors import BackupDefect, ConfigError, CouldNotVerify, Resto
 from restoredrill.evidence import CheckRecord, iso, utcnow
 from restoredrill.layers.base import CheckFunction, Drill, Log
 from restoredrill.layers.pgbackrest_repo import PgBackRest, StanzaInfo
-from restoredrill.layers.wal import find_gaps, parse_segment
+from restoredrill.layers.wal import Segment, find_gaps, parse_segment
 from restoredrill.targets.choice import newest_bindir, wants_container
 from restoredrill.targets.container import image_for
 from restoredrill.targets.local import MARKER, PREFIX, workdir_base
@@ -57,6 +57,73 @@ def resolve_target(spec: str, newest_wal_at: datetime) -> datetime:
 
 def target_text(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f+00")
+
+
+_TARGET_UNREACHED = "recovery ended before configured recovery target was reached"
+_LAST_COMMIT = re.compile(r"last completed transaction was at log time (\S+ \S+)")
+_REDO_DONE = re.compile(r"redo done at ([0-9A-F]+)/([0-9A-F]+)")
+
+
+def last_commit_before_unreached_target(
+    log_lines: list[str], target: datetime, archive_end: Segment, segment_mb: int = 16
+) -> datetime | None:
+    """The last replayed commit, when the server gave up on `target` only because nothing committed after it.
+
+    PostgreSQL 13+ stops at a time target on the first commit AFTER it; when the archive holds none it ends
+    recovery with FATAL "recovery ended before configured recovery target was reached", the same words as
+    for missing or foreign WAL. Two log lines tell the cases apart: "redo done at <LSN>" must lie in the
+    newest archived segment (replay read the whole archive), and "last completed transaction was at log
+    time ..." must be before the target. None unless both hold.
+    """
+    if not any(_TARGET_UNREACHED in line for line in log_lines):
+        return None
+    redo = [m for line in log_lines if (m := _REDO_DONE.search(line))]
+    commits = [m.group(1) for line in log_lines if (m := _LAST_COMMIT.search(line))]
+    if not redo or not commits:
+        return None
+    lsn = (int(redo[-1].group(1), 16) << 32) | int(redo[-1].group(2), 16)
+    if lsn // (segment_mb * 1024 * 1024) != archive_end.number:
+        return None  # replay stopped before the archive's end: WAL is missing or unreadable, a defect
+    try:
+        last = datetime.fromisoformat(commits[-1])
+    except ValueError:
+        return None
+    last = last if last.tzinfo else last.replace(tzinfo=UTC)
+    return last if last <= target else None
+
+
+def recover_to_time(
+    instance: RecoveredInstance,
+    target: datetime,
+    repo: PgBackRest,
+    info: StanzaInfo | None = None,
+    segment_mb: int = 16,
+) -> RecoveryOutcome:
+    """Start the restored copy towards a time target; a target after the last commit gets its own sentence."""
+    try:
+        return instance.start_and_recover()
+    except BackupDefect:
+        if info is None:
+            info = repo.info()
+            if info.archive_id:
+                info.wal = repo.archived_wal(info.archive_id)
+        newest = info.newest_wal
+        last = None
+        if newest is not None:
+            last = last_commit_before_unreached_target(instance.log_lines(), target, newest.segment, segment_mb)
+        if last is None:
+            raise
+        raise no_commit_after_target(last, target) from None
+
+
+def no_commit_after_target(last_commit: datetime, target: datetime) -> CouldNotVerify:
+    # Not a defect of the backup: the source simply wrote nothing after the target, so no replayed record
+    # can show that the target was reached. The drill cannot prove it and must not pass.
+    return CouldNotVerify(
+        f"no transaction was committed after the PITR target {iso(target)} (the last one in the archive "
+        f"committed at {iso(last_commit)}), so PostgreSQL cannot confirm the target was reached: pick a "
+        "target before the last commit, or keep a heartbeat writing on the source (see the README)"
+    )
 
 
 class PhysicalDrill(Drill):
@@ -172,7 +239,10 @@ class PhysicalDrill(Drill):
         self.record.stages.restore_s = round(time.monotonic() - started, 3)
         if result.returncode != 0:
             raise _restore_failure(result)
-        self.outcome = self.instance.start_and_recover()
+        if self.kind == "time" and self.target_at is not None:
+            self.outcome = recover_to_time(self.instance, self.target_at, repo, info, self.source.wal_segment_mb)
+        else:
+            self.outcome = self.instance.start_and_recover()
         if isinstance(self.instance, ContainerRecoveredInstance):
             info_ = self.record.target_info
             info_.image_id = self.instance.image_info.get("image_id")
@@ -554,7 +624,7 @@ def rows_at(
         result = repo.restore(data, options, timeout=timeout)
         if result.returncode != 0:
             raise _restore_failure(result)
-        probe.start_and_recover()
+        recover_to_time(probe, target, repo)
         assert probe.connection is not None
         schema, _, name = table.rpartition(".")
         query = sql.SQL("SELECT {} FROM {}.{}").format(

@@ -1,5 +1,5 @@
 """Audit-grade reports rendered from the evidence records: the HTML drill report, the manifest and its
-Ed25519 signature, the offline Allure report and the CI job summary (DESIGN.md rule 6: data first)."""
+Ed25519 signature, the offline Allure report and the CI job summary. Data first: nothing is measured here."""
 
 from restoredrill.report.build import Built, build_report
 from restoredrill.report.integrity import verify_folder

@@ -30,7 +30,8 @@ _HOST_ONLY = {"listen_addresses", "unix_socket_permissions", "logging_collector"
 
 
 def _environment() -> None:
-    # No registry: the reaper image cannot be pulled, and this VM has /.dockerenv (FACTS.md).
+    # No registry: the reaper image cannot be pulled; and on a host with /.dockerenv testcontainers would
+    # guess it runs inside a container and pick the wrong connection mode.
     os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
     os.environ.setdefault("TESTCONTAINERS_CONNECTION_MODE", "docker_host")
     os.environ.setdefault("TC_MAX_TRIES", "10")
