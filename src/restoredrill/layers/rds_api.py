@@ -7,7 +7,7 @@ enforced here, before any call.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -191,6 +191,26 @@ def janitor(rds: Any, now: datetime) -> list[str]:
             )
             removed.append(instance["DBInstanceIdentifier"])
     return removed
+
+
+def janitor_accounts(sources: Iterable[RdsSource], now: datetime) -> tuple[list[str], list[str]]:
+    """The janitor once per AWS account reached (region, endpoint, profile) of the configured RDS layers.
+
+    Returns what was deleted and, per account it could not sweep, one sentence: a janitor never stops a run.
+    """
+    removed: list[str] = []
+    problems: list[str] = []
+    seen: set[tuple[str | None, str | None, str | None]] = set()
+    for source in sources:
+        account = (source.region, source.endpoint_url, source.profile)
+        if account in seen:
+            continue
+        seen.add(account)
+        try:
+            removed += janitor(client(source), now)
+        except Exception as exc:
+            problems.append(f"the RDS janitor could not run for region {source.region or 'default'}: {explain(exc)}")
+    return removed, problems
 
 
 @dataclass(frozen=True)
