@@ -164,14 +164,17 @@ def test_sigint_leaves_no_labelled_container(engine: Any, drill: Drill) -> None:
 
 def test_janitor_removes_a_planted_leftover_and_spares_a_live_one(engine: Any) -> None:
     host = socket.gethostname()
-    dead = subprocess.Popen(["true"])
-    dead.wait()
-    planted = engine.containers.create(
-        IMAGE,
-        command=["true"],
-        name=f"restoredrill-planted-{uuid.uuid4().hex[:6]}",
-        labels={LABEL: "true", RUN_LABEL: "old", OWNER_LABEL: f"{host}:{dead.pid}"},
-    )
+
+    def plant() -> Any:
+        dead = subprocess.Popen(["true"])
+        dead.wait()
+        return engine.containers.create(
+            IMAGE,
+            command=["true"],
+            name=f"restoredrill-planted-{uuid.uuid4().hex[:6]}",
+            labels={LABEL: "true", RUN_LABEL: "old", OWNER_LABEL: f"{host}:{dead.pid}"},
+        )
+
     alive = engine.containers.create(
         IMAGE,
         command=["true"],
@@ -179,8 +182,15 @@ def test_janitor_removes_a_planted_leftover_and_spares_a_live_one(engine: Any) -
         labels={LABEL: "true", RUN_LABEL: "now", OWNER_LABEL: f"{host}:{os.getpid()}"},
     )
     try:
-        result = run_cli("janitor")
-        assert result.returncode == 0, result.output
+        # Any drill run's janitor (other tests run beside this one) may sweep the planted leftover first;
+        # plant again until this janitor is the one that removes it.
+        for _attempt in range(3):
+            planted = plant()
+            result = run_cli("janitor")
+            assert result.returncode == 0, result.output
+            if planted.name in result.output:
+                break
+            assert planted.name not in labelled(engine), "a dead owner's container survived a janitor"
         assert planted.name in result.output
         names = labelled(engine)
         assert planted.name not in names

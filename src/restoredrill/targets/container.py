@@ -236,7 +236,13 @@ def janitor() -> list[str]:
         return []
     removed = []
     host = socket.gethostname()
-    for container in client.containers.list(all=True, filters={"label": f"{LABEL}=true"}):
+    try:
+        # Another run's janitor may remove a container between the listing and its inspection:
+        # ignore_removed skips it instead of raising (a janitor must never stop a run).
+        leftovers = client.containers.list(all=True, filters={"label": f"{LABEL}=true"}, ignore_removed=True)
+    except Exception:
+        return []
+    for container in leftovers:
         owner = container.labels.get(OWNER_LABEL, "")
         owner_host, _, pid = owner.partition(":")
         if owner_host != host or not pid.isdigit() or process_alive(int(pid)):
@@ -245,8 +251,6 @@ def janitor() -> list[str]:
             container.remove(force=True, v=True)
             removed.append(container.name)
     return removed
-
-    return True
 
 
 def chown_tree(root: Path, uid: int, gid: int) -> None:
