@@ -140,7 +140,9 @@ def test_every_config_problem_is_named_one_line_each() -> None:
 
 
 def test_a_database_with_no_layer_is_a_usage_error() -> None:
-    with pytest.raises(ConfigError, match=r"'databases.shop' names no layer to drill \(add \[databases.shop.logical\]"):
+    with pytest.raises(
+        ConfigError, match=r"'databases\.shop' names no layer to drill \(give it a logical, pgbackrest or rds table\)"
+    ):
         parse_config({**GOOD, "databases": {"shop": {}}})
 
 
