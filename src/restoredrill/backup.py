@@ -25,7 +25,7 @@ from restoredrill import manifest as manifest_mod
 from restoredrill import pgtools, proc
 from restoredrill.errors import BackupDefect, ConfigError, CouldNotVerify
 from restoredrill.layers.logical_keys import dump_key, parse_key
-from restoredrill.stores import Store, open_store, sha256_file
+from restoredrill.stores import LocalStore, Store, open_store, sha256_file
 
 Log = Callable[[str], None]
 
@@ -102,6 +102,8 @@ def backup_logical(
     log: Log = print,
     timeout: float = 6 * 3600,
 ) -> BackupResult:
+    if retention_days < 1:
+        raise ConfigError(f"the retention must be at least 1 day, not {retention_days}: it decides what is deleted")
     conninfo, env = _split_secret(dsn)
     store, prefix = open_store(
         destination, endpoint_url=endpoint_url, region=region, profile=profile, sse=sse, kms_key_id=kms_key_id
@@ -164,7 +166,11 @@ def backup_logical(
             store.put_text(manifest_key, record.to_json(), {"db": label, "taken-at": taken_at.isoformat()})
             store.upload(dump_path, key, metadata)
             log(f"uploaded {store.location(key)} ({size} bytes, sha256 {digest[:12]}...)")
-        pruned = prune(store, prefix, retention_days, now or datetime.now(UTC), dry_run=dry_run)
+        pruned = (
+            []  # a dry run to a folder not made yet: nothing to prune (a real run has just created it)
+            if dry_run and isinstance(store, LocalStore) and not store.root.is_dir()
+            else prune(store, prefix, retention_days, now or datetime.now(UTC), dry_run=dry_run)
+        )
         for gone in pruned:
             log(("dry run: would delete " if dry_run else "pruned ") + store.location(gone))
         return BackupResult(

@@ -22,6 +22,17 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"restoredrill: {message} (see restoredrill --help)\n")
 
 
+def _days(text: str) -> int:
+    """--retention-days: below 1 a dry run once listed every date folder but today's for deletion."""
+    try:
+        days = int(text)
+    except ValueError:
+        days = 0
+    if days < 1:
+        raise argparse.ArgumentTypeError(f"'{text[:40]}' is not a whole number of days, at least 1")
+    return days
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="restoredrill", description="Prove PostgreSQL backups restore, by restoring them.")
     parser.add_argument("--version", action="version", version=f"restoredrill {__version__}")
@@ -58,7 +69,7 @@ def _parser() -> argparse.ArgumentParser:
     logical.add_argument("--endpoint-url", help="S3 endpoint (S3-compatible stores, tests)")
     logical.add_argument("--region")
     logical.add_argument("--profile")
-    logical.add_argument("--retention-days", type=int, default=30, help="prune date folders older than this")
+    logical.add_argument("--retention-days", type=_days, default=30, help="prune date folders older than this (>= 1)")
     logical.add_argument(
         "--dry-run",
         action="store_true",
@@ -97,8 +108,11 @@ def main(argv: list[str] | None = None) -> int:
             return run_drills(args.config, extra)
         if args.command == "demo":
             from restoredrill.demo import build_demo
+            from restoredrill.folders import writable_folder
             from restoredrill.runner import run_drills
 
+            writable_folder(args.dir, "the demo folder")
+            writable_folder(args.reports, "the reports folder")
             config = build_demo(args.dir, args.reports)
             return run_drills(str(config), [])
         if args.command == "backup":

@@ -23,16 +23,32 @@ from __future__ import annotations
 
 import os
 import tomllib
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from restoredrill.durations import parse_duration
 from restoredrill.errors import ConfigError
 
 DEFAULT_CONFIG = "drills.toml"
 Seconds = Annotated[float, BeforeValidator(parse_duration)]
+MAX_CONFIG_BYTES = 1024 * 1024  # a drills.toml is a few KB; a bigger file is a mistake, refused before parsing
+
+
+def _time_or_duration(spec: str, problem: str, *, latest: bool = False) -> str:
+    """Checked at load time, so a typo is a usage error before any restore, not a drill that could not run."""
+    if latest and spec == "latest":
+        return spec
+    try:
+        datetime.fromisoformat(spec.replace("Z", "+00:00"))
+    except ValueError:
+        try:
+            parse_duration(spec)
+        except ValueError:
+            raise ValueError(problem) from None
+    return spec
 
 
 class Strict(BaseModel):
@@ -123,6 +139,24 @@ class PgBackRestSource(Strict):
     ledger: Ledger | None = None
     job_retry: int = Field(0, ge=0, description="pgbackrest --job-retry: 0 reports corruption in seconds")
 
+    @field_validator("pitr_target")
+    @classmethod
+    def _pitr_target(cls, value: str) -> str:
+        return _time_or_duration(value, "is neither an ISO time nor a duration like '1h'")
+
+    @field_validator("options")
+    @classmethod
+    def _no_passphrase_in_options(cls, options: list[str]) -> list[str]:
+        # pgBackRest refuses its passphrase on the command line, and a drills.toml is not a place for secrets.
+        for option in options:
+            name = option.split("=", 1)[0].strip().lower()
+            if name.endswith("cipher-pass"):
+                raise ValueError(
+                    "must not carry the cipher passphrase: put it in an environment variable and name that "
+                    'variable with cipher_pass_env (e.g. cipher_pass_env = "PGBACKREST_REPO1_CIPHER_PASS")'
+                )
+        return options
+
 
 class RdsPolicy(Strict):
     """The strategy's backup settings, audited on the source instance."""
@@ -153,6 +187,11 @@ class RdsSource(Strict):
     connect_via: str | None = Field(None, description="a DSN (bastion, tunnel) used instead of the endpoint")
     policy: RdsPolicy = RdsPolicy()
 
+    @field_validator("restore_time")
+    @classmethod
+    def _restore_time(cls, value: str) -> str:
+        return _time_or_duration(value, "is not 'latest', an ISO time or a duration like '1h'", latest=True)
+
 
 Layer = Literal["logical", "pgbackrest", "rds"]
 
@@ -163,6 +202,12 @@ class Database(Strict):
     rds: RdsSource | None = None
     objectives: dict[Layer, PartialObjective] = {}
     checks: Checks = Checks()
+
+    @model_validator(mode="after")
+    def _has_a_layer(self) -> Database:
+        if self.logical is None and self.pgbackrest is None and self.rds is None:
+            raise ValueError("names no layer to drill (give it a logical, pgbackrest or rds table)")
+        return self
 
 
 class Target(Strict):
@@ -226,10 +271,11 @@ def parse_config(data: dict[str, Any], origin: str = "configuration") -> DrillCo
     try:
         config = DrillConfig.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        more = len(exc.errors()) - 1
-        suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
-        raise ConfigError(f"{origin}: {_sentence(first)}{suffix}") from None
+        # Every problem by name, one line each: a typo must not hide behind "and 1 more problem".
+        problems = list(dict.fromkeys(_sentence(error) for error in exc.errors()))
+        if len(problems) == 1:
+            raise ConfigError(f"{origin}: {problems[0]}") from None
+        raise ConfigError(f"{origin} has {len(problems)} problems:\n" + "\n".join(f"  {p}" for p in problems)) from None
     for name, database in config.databases.items():
         for layer in ("logical", "pgbackrest", "rds"):
             if getattr(database, layer) is not None:
@@ -245,6 +291,12 @@ def load_config(path: str | os.PathLike[str] | None = None) -> DrillConfig:
     """Read and validate a drills.toml; every problem becomes one ConfigError sentence."""
     file = config_path(path)
     try:
+        size = file.stat().st_size
+        if size > MAX_CONFIG_BYTES:
+            raise ConfigError(
+                f"configuration file {file} is {size / 1024 / 1024:.1f} MB, larger than any drills.toml needs "
+                f"({MAX_CONFIG_BYTES // 1024 // 1024} MB at most): is it the right file?"
+            )
         text = file.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"configuration file {file} does not exist") from None

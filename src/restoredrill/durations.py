@@ -6,6 +6,7 @@ import re
 
 _UNITS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
 _PART = re.compile(r"(\d+(?:\.\d+)?)([wdhms])")
+_LONGEST = 64  # "1w2d3h4m5s" is 10; anything this long is a mistake, and is not echoed back
 
 
 def parse_duration(text: str | int | float) -> float:
@@ -19,10 +20,11 @@ def parse_duration(text: str | int | float) -> float:
     compact = text.strip().lower().replace(" ", "")
     if not compact:
         raise ValueError("a duration cannot be empty (write e.g. '26h' or '90m')")
+    if len(compact) > _LONGEST:
+        raise ValueError(f"a duration of {len(compact)} characters is not a duration (write e.g. '26h' or '90m')")
     position, total = 0, 0.0
-    for match in _PART.finditer(compact):
-        if match.start() != position:
-            break
+    # Anchored at `position`: an unanchored search would rescan a long run of digits from every offset.
+    while position < len(compact) and (match := _PART.match(compact, position)):
         total += float(match.group(1)) * _UNITS[match.group(2)]
         position = match.end()
     if position != len(compact):

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from restoredrill import __version__, proc
 
@@ -63,6 +63,13 @@ class CheckRecord(BaseModel):
     detail: str
     sql: str | None = None
     duration_s: float | None = None
+
+    @field_validator("detail", "sql")
+    @classmethod
+    def _redacted(cls, text: str | None) -> str | None:
+        # Redacted ONCE, where it is made: the assertion message, stdout, JUnit XML, Allure results and
+        # attachments are all built from these values, so no sink has to remember to redact them.
+        return None if text is None else proc.redact(text)
 
 
 class TargetInfo(BaseModel):

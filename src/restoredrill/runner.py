@@ -16,7 +16,9 @@ from restoredrill.config import config_path, load_config
 from restoredrill.durations import format_duration
 from restoredrill.errors import ConfigError
 from restoredrill.evidence import DrillRecord, load_records, new_run_id, overall_exit_code
+from restoredrill.folders import writable_folder
 from restoredrill.report.commands import after_run, before_run
+from restoredrill.targets.local import workdir_base
 
 PROJECT = Path(__file__).resolve().parents[2]
 DRILLS = PROJECT / "drills"
@@ -33,8 +35,8 @@ def run_drills(config_file: str | None, pytest_args: list[str]) -> int:
             f"the drills folder {DRILLS} is missing: run restoredrill from its checkout (pip install -e .)"
         )
     run_id = new_run_id()
-    reports = config.reports_dir
-    reports.mkdir(parents=True, exist_ok=True)
+    reports = writable_folder(config.reports_dir, "the reports folder")
+    workdir_base(config.target.workdir)  # a usage error (exit 2) here, not a failed drill later
     before_run(reports, run_id, path)  # a bad signing key stops here; records the suite's commit for the report
     os.environ["RESTOREDRILL_RUN_ID"] = run_id
     os.environ["RESTOREDRILL_CONFIG"] = str(path)

@@ -177,3 +177,12 @@ def test_backup_of_an_unreachable_database_is_one_sentence(tmp_path: Path) -> No
     assert "cannot connect to the source database" in result.output
     assert "hunter22" not in result.output
     assert "Traceback" not in result.output
+
+
+def test_dry_run_to_a_new_file_store_verifies_and_writes_nothing(source: Source, tmp_path: Path) -> None:
+    store = tmp_path / "not-yet"
+    dry = run_cli("backup", "logical", "--dbname", source.dsn, "--to", f"file://{store}/", "--dry-run")
+    assert dry.returncode == 0, dry.output
+    assert "backup verified (dry run)" in dry.output
+    assert "would delete" not in dry.output
+    assert not store.exists(), "a dry run creates nothing"

@@ -15,6 +15,7 @@ from tests.report.conftest import cli
 from tests.report.factory import NOW, corrupt, healthy, run_id_at, write
 
 RUN = run_id_at(NOW, "cur001")
+KEY = "RESTOREDRILL_SIGNING_KEY"
 
 
 def one_sentence(output: str) -> None:
@@ -211,3 +212,22 @@ def test_job_summary_is_appended(reports: Path, tmp_path: Path) -> None:
     assert "| billing | logical | ❌ FAILED | n/a / 1h | 1h / 1d2h | backup corrupt: checksum mismatch" in text
     assert "&lt;b&gt;x\\|y&lt;/b&gt;" in text
     assert "<b>" not in text
+
+
+def test_a_signing_key_variable_holding_the_pem_is_never_echoed(reports: Path, tmp_path: Path) -> None:
+    """The PEM pasted into RESTOREDRILL_SIGNING_KEY in quotes, split onto one line, or only its body:
+    either it is used, or one sentence says what the variable must hold; the key never reaches the output."""
+    _private, public, pem = ed25519_pair(tmp_path)
+    body = pem.splitlines()[1]
+    quoted = cli("report", "--reports", str(reports), cwd=tmp_path, env={KEY: f'"{pem}"'})
+    assert quoted.returncode == 0, quoted.output
+    assert cli("verify-report", str(reports), "--public-key", str(public), cwd=tmp_path).returncode == 0
+    escaped = pem.strip().replace("\n", "\\n")  # a CI secret stored as one line with literal \n
+    for value in (escaped, pem.replace("\n", " ")):
+        assert cli("report", "--reports", str(reports), cwd=tmp_path, env={KEY: value}).returncode == 0
+    for value in (body, f"'{body}'", pem.replace("-----BEGIN", "----BEGIN"), pem.replace(body, body[:-4])):
+        result = cli("report", "--reports", str(reports), cwd=tmp_path, env={KEY: value})
+        assert result.returncode == 2, result.output
+        one_sentence(result.output)
+        assert body[:-4] not in result.output
+        assert "must name a PEM key file or hold the PEM text" in result.output

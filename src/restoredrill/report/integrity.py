@@ -12,6 +12,7 @@ import base64
 import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +28,7 @@ FORMAT = "restoredrill-manifest/1"
 MANIFEST_SUFFIX = ".manifest.json"
 SIGNATURE_SUFFIX = ".manifest.sig"
 KEY_ENV = "RESTOREDRILL_SIGNING_KEY"
+_KEY_MATERIAL = re.compile(r"[A-Za-z0-9+/=]{16,}")
 
 
 def sha256_file(path: Path) -> str:
@@ -43,18 +45,29 @@ def key_id(public: Ed25519PublicKey) -> str:
 
 
 def load_signing_key(source: str | Path | None = None) -> Ed25519PrivateKey | None:
-    """The key named by --signing-key, else by RESTOREDRILL_SIGNING_KEY (a path or the PEM); None if neither."""
+    """The key named by --signing-key, else by RESTOREDRILL_SIGNING_KEY (a path or the PEM); None if neither.
+
+    The value is never echoed: people paste the PEM itself, in quotes or with literal `\\n`, where a path
+    was expected, and a message quoting "the file" would print the private key.
+    """
     origin = "--signing-key" if source is not None else KEY_ENV
     value = str(source) if source is not None else os.environ.get(KEY_ENV, "")
     if not value.strip():
         return None
-    if value.lstrip().startswith("-----BEGIN"):
-        pem = value.encode()
+    text = value.strip().strip("\"'").strip()
+    for token in text.replace("\\n", "\n").split():
+        if _KEY_MATERIAL.fullmatch(token):
+            proc.register_secret(token)  # base64 that may be key material, before any message can carry it
+    what_it_must_be = f"{origin} must name a PEM key file or hold the PEM text"
+    if "-----BEGIN" in text:
+        pem = text.replace("\\n", "\n").encode()
     else:
         try:
-            pem = Path(value).expanduser().read_bytes()
+            pem = Path(text).expanduser().read_bytes()
         except OSError as exc:
-            raise ConfigError(f"the signing key file {value} ({origin}) cannot be read: {exc.strerror}") from None
+            raise ConfigError(
+                f"the signing key file named by {origin} cannot be read ({exc.strerror}): {what_it_must_be}"
+            ) from None
     proc.register_secret(pem.decode(errors="replace").strip())
     for line in pem.decode(errors="replace").splitlines():
         if not line.startswith("-----"):
@@ -63,7 +76,7 @@ def load_signing_key(source: str | Path | None = None) -> Ed25519PrivateKey | No
         key = serialization.load_pem_private_key(pem, password=None)
     except (ValueError, TypeError, UnsupportedAlgorithm):
         raise ConfigError(
-            f"the signing key from {origin} is not an unencrypted PEM private key "
+            f"the signing key from {origin} is not an unencrypted PEM private key: {what_it_must_be} "
             "(make one with: openssl genpkey -algorithm ed25519 -out signing-key.pem)"
         ) from None
     if not isinstance(key, Ed25519PrivateKey):

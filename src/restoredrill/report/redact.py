@@ -1,7 +1,7 @@
 """Secrets never reach a report: every byte the report layer writes passes through `redact`.
 
-On top of the engine's own redaction (`proc.redact`: registered secrets, passwords in connection strings)
-this masks passwords inside any URL (`https://user:password@host`) and learns the secrets written in the
+The engine's own redaction (`proc.redact`: registered secrets, passwords in any URL such as
+`https://user:password@host` or after `password=`) is applied, after learning the secrets written in the
 configuration file: values of keys that name a secret, the environment variables that `*_env` keys point
 at, passwords in URLs and `--...-secret=value` style options.
 """
@@ -17,14 +17,14 @@ from typing import Any
 
 from restoredrill import proc
 
-_URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^:/@\s]+:)([^@\s/]+)(@)")
 _SECRET_KEY = re.compile(r"(?i)(pass|secret|token|credential|private|api[_-]?key|signing[_-]?key)")
-_SECRET_OPTION = re.compile(r"(?i)^--?[\w.-]*(?:pass|secret|token|credential)[\w.-]*=(.+)$")
+# Bounded: option names are short, and two unbounded runs around a keyword rescan a long value quadratically.
+_SECRET_OPTION = re.compile(r"(?i)^--?[\w.-]{0,64}(?:pass|secret|token|credential)[\w.-]{0,64}=(.+)$")
 
 
 def redact(text: str) -> str:
-    """The engine's redaction, plus passwords inside any URL."""
-    return _URL_USERINFO.sub(lambda m: m.group(1) + proc.MASK + m.group(3), proc.redact(text))
+    """The engine's redaction (registered secrets, passwords inside any URL or after `password=`)."""
+    return proc.redact(text)
 
 
 def _walk(node: Any, key: str = "") -> Iterator[tuple[str, Any]]:
@@ -49,7 +49,7 @@ def config_secrets(data: dict[str, Any], env: dict[str, str] | None = None) -> s
             found.add(env.get(value, ""))
         elif _SECRET_KEY.search(key):
             found.add(value)
-        for match in _URL_USERINFO.finditer(value):
+        for match in proc.URL_USERINFO.finditer(value):
             found.add(match.group(2))
         option = _SECRET_OPTION.match(value.strip())
         if option:

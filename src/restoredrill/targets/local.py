@@ -19,11 +19,16 @@ from types import TracebackType
 import psycopg
 
 from restoredrill import proc
-from restoredrill.errors import CouldNotVerify
+from restoredrill.errors import ConfigError, CouldNotVerify
+from restoredrill.folders import writable_folder
 
 MARKER = "restoredrill-target.json"
 PREFIX = "restoredrill-"
 SUPERUSER = "postgres"
+# sun_path holds 108 bytes with its NUL. The deepest socket a drill makes below its workdir is a recovered
+# instance's (targets/recovered.py); a longer path makes the server fail to start, which is not a backup fault.
+UNIX_SOCKET_PATH_MAX = 107
+_DEEPEST_SOCKET = f"/{PREFIX}pitr-XXXXXXXX/socket/.s.PGSQL.65535"
 
 # A throwaway copy is rebuilt from the backup if it crashes, so durability is pointless; these make
 # pg_restore and index builds several times faster than a production-like configuration.
@@ -55,8 +60,17 @@ def free_port() -> int:
 
 
 def workdir_base(configured: Path | None = None) -> Path:
+    """The folder throwaway instances live in; a ConfigError (usage) when it cannot hold them."""
     base = configured or Path(os.environ.get("RESTOREDRILL_WORKDIR") or tempfile.gettempdir())
-    base.mkdir(parents=True, exist_ok=True)
+    writable_folder(base, "the workdir")
+    length = len(os.fsencode(os.path.abspath(base)))
+    room = UNIX_SOCKET_PATH_MAX - len(_DEEPEST_SOCKET)
+    if length > room:
+        raise ConfigError(
+            f"the workdir {base} is {length} bytes long: PostgreSQL's socket inside it would be "
+            f"{length + len(_DEEPEST_SOCKET)} bytes, over the {UNIX_SOCKET_PATH_MAX}-byte limit of a unix socket "
+            f"path; pick a workdir of at most {room} bytes (target.workdir or RESTOREDRILL_WORKDIR)"
+        )
     return base
 
 
