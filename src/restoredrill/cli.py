@@ -78,6 +78,11 @@ def _parser() -> argparse.ArgumentParser:
 
     janitor = sub.add_parser("janitor", help="remove throwaway instances left by crashed drills")
     janitor.add_argument("--workdir", type=Path, default=None)
+    janitor.add_argument(
+        "--config",
+        default=None,
+        help="also scan its target.workdir (default $RESTOREDRILL_CONFIG, or ./drills.toml when present)",
+    )
     report_commands.add_parsers(sub)  # report, verify-report
     return parser
 
@@ -94,8 +99,20 @@ def _terminate(_signum: int, _frame: object) -> None:
     raise KeyboardInterrupt  # so every `finally` (and pytest's teardown) cleans up on SIGTERM too
 
 
+def _configured_workdir(explicit: str | None) -> Path | None:
+    """target.workdir of the configuration `run` would use, if there is one: leftovers may live there."""
+    from restoredrill.config import config_path, load_config
+
+    if explicit is None and not config_path().exists() and "RESTOREDRILL_CONFIG" not in os.environ:
+        return None
+    return load_config(explicit).target.workdir
+
+
 def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _terminate)
+    # `restoredrill run &` in a non-interactive shell inherits SIGINT ignored: such a run could not be
+    # interrupted at all. Ctrl-C must always stop a drill, clean up, and exit 130.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     proc.register_environment_secrets()
     args, extra = _parser().parse_known_args(argv)
     if extra and args.command != "run":
@@ -140,7 +157,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "janitor":
             from restoredrill.targets import container, local
 
-            removed = [*map(str, local.janitor(args.workdir)), *container.janitor()]
+            configured = _configured_workdir(args.config)
+            removed = [*map(str, local.janitor_everywhere(configured, args.workdir)), *container.janitor()]
             print(f"janitor: removed {len(removed)} leftover(s)" + (f": {', '.join(removed)}" if removed else ""))
             return EXIT_OK
     except RestoreDrillError as exc:

@@ -1,22 +1,26 @@
 """The one subprocess runner: timeout, captured output, redaction, optional privilege drop.
 
-Every external tool (initdb, pg_ctl, pg_dump, pg_restore, pg_amcheck, ...) goes through `run`, so that
-timeouts, missing binaries and secrets are handled in one place.
+Every external tool (initdb, pg_ctl, pg_dump, pg_restore, pg_amcheck, ...) goes through `run`, and every
+server a drill starts goes through `spawn`, so that timeouts, missing binaries, secrets, and dying with
+the owner are handled in one place.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import pwd
 import re
 import shutil
 import signal
 import subprocess
+import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from restoredrill.errors import CouldNotVerify
 
@@ -125,6 +129,65 @@ def which(tool: str, bindir: Path | None = None) -> str:
     return found
 
 
+_PR_SET_PDEATHSIG = 1
+# Loaded once in the parent: the child between fork and exec must not load libraries.
+_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
+
+
+def _dies_with_owner(death_signal: int) -> Callable[[], None]:
+    """A preexec_fn: the child receives `death_signal` when the thread that started it is gone.
+
+    A kill -9 of the run runs no `finally`, so only the kernel can stop what the run started: without
+    this a pg_restore keeps restoring and a server keeps listening until a janitor comes. It runs after
+    Popen's switch to the server's user (a change of credentials clears the setting, so it must come
+    last), and checks the owner once more in case it died between fork and prctl. Linux only; elsewhere
+    the janitor of the next run is the only net.
+    """
+    owner = os.getpid()
+
+    def preexec() -> None:
+        if _LIBC is None:
+            return
+        _LIBC.prctl(_PR_SET_PDEATHSIG, death_signal, 0, 0, 0)
+        if os.getppid() != owner:
+            os.kill(os.getpid(), death_signal)
+
+    return preexec
+
+
+def _popen(
+    argv: list[str],
+    label: str,
+    *,
+    env: Mapping[str, str] | None,
+    run_as: RunAs | None,
+    cwd: Path | None,
+    stdin: int | None,
+    stdout: int | IO[bytes],
+    death_signal: int,
+) -> subprocess.Popen[bytes]:
+    """The child gets its own session, so a Ctrl-C in the terminal reaches us, not it: we then stop it
+    ourselves, in order (an interrupted drill never leaves a pg_restore behind)."""
+    try:
+        return subprocess.Popen(
+            argv,
+            stdin=stdin,
+            stdout=stdout,
+            stderr=subprocess.PIPE if stdout == subprocess.PIPE else subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+            cwd=cwd,
+            start_new_session=True,
+            user=run_as.uid if run_as else None,
+            group=run_as.gid if run_as else None,
+            extra_groups=[] if run_as else None,
+            preexec_fn=_dies_with_owner(death_signal),
+        )
+    except FileNotFoundError:
+        raise CouldNotVerify(f"{label} is not installed ({argv[0]} not found)") from None
+    except PermissionError as exc:
+        raise CouldNotVerify(f"{label} could not be started: {exc.strerror}") from None
+
+
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
@@ -143,30 +206,22 @@ def run(
 ) -> Completed:
     """Run a tool to completion and return its redacted output.
 
-    The child gets its own session so a Ctrl-C in the terminal reaches us, not it: we then kill its
-    whole process group ourselves, so an interrupted drill never leaves a pg_restore behind.
+    On a timeout or an interrupt its whole process group is killed; if the run itself is killed, the
+    tool gets SIGKILL from the kernel (it is a tool: nothing of it is worth keeping).
     """
     argv = [os.fspath(a) for a in args]
     label = what or Path(argv[0]).name
-    full_env = {**os.environ, **(env or {})}
     started = time.monotonic()
-    try:
-        proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.PIPE if input_text is not None else subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=full_env,
-            cwd=cwd,
-            start_new_session=True,
-            user=run_as.uid if run_as else None,
-            group=run_as.gid if run_as else None,
-            extra_groups=[] if run_as else None,
-        )
-    except FileNotFoundError:
-        raise CouldNotVerify(f"{label} is not installed ({argv[0]} not found)") from None
-    except PermissionError as exc:
-        raise CouldNotVerify(f"{label} could not be started: {exc.strerror}") from None
+    proc = _popen(
+        argv,
+        label,
+        env=env,
+        run_as=run_as,
+        cwd=cwd,
+        stdin=subprocess.PIPE if input_text is not None else subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        death_signal=signal.SIGKILL,
+    )
     try:
         out, err = proc.communicate(input=input_text.encode() if input_text is not None else None, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -182,3 +237,62 @@ def run(
         stderr=redact(err.decode(errors="replace")),
         duration_s=time.monotonic() - started,
     )
+
+
+class Server:
+    """A long-running server started by `spawn`: ours to watch and to stop, and dies with us."""
+
+    def __init__(self, process: subprocess.Popen[bytes], label: str) -> None:
+        self.process = process
+        self.label = label
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def stop(self, first: int = signal.SIGQUIT, timeout: float = 20) -> None:
+        """`first` to the server (SIGQUIT: PostgreSQL's immediate shutdown), SIGKILL to its group if it
+        lingers; reaped either way, so no zombie keeps the pid. Safe to call twice."""
+        if self.process.returncode is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            self.process.send_signal(first)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            _kill_group(self.process)
+
+
+def spawn(
+    args: Sequence[str | os.PathLike[str]],
+    *,
+    log: Path,
+    env: Mapping[str, str] | None = None,
+    run_as: RunAs | None = None,
+    what: str | None = None,
+    death_signal: int = signal.SIGQUIT,
+) -> Server:
+    """Start a server that does not daemonize (e.g. `postgres -D`), its output appended to `log`.
+
+    Not through `pg_ctl start`: pg_ctl forks the postmaster off and exits, so the postmaster would have
+    no tie to the run and would outlive a kill -9 of it. Started here, it is our child and gets
+    `death_signal` from the kernel when we die (SIGQUIT: PostgreSQL's immediate shutdown, which stops its
+    backends and releases the port at once; a backend busy in a CREATE INDEX would not notice a SIGKILLed
+    postmaster until it finished).
+    """
+    argv = [os.fspath(a) for a in args]
+    with log.open("ab") as output:
+        process = _popen(
+            argv,
+            what or Path(argv[0]).name,
+            env=env,
+            run_as=run_as,
+            cwd=None,
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            death_signal=death_signal,
+        )
+    return Server(process, what or Path(argv[0]).name)

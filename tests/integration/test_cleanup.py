@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psutil
@@ -51,16 +52,29 @@ def _wait_for_pg_restore(workdir: Path, timeout: float = 60) -> psutil.Process:
     raise AssertionError("pg_restore never started")
 
 
-def test_sigint_during_restore_leaves_nothing_behind(big_backup: Path, drill: Drill) -> None:
-    drill.write_config(source=f"file://{big_backup}/postgres/logical/")
+def _start_run(drill: Drill, sigint: Callable[[], object] | None = None) -> subprocess.Popen[str]:
     env = {**os.environ, **AWS_ENV, "RESTOREDRILL_WORKDIR": str(drill.workdir)}
-    cli = subprocess.Popen(
+    return subprocess.Popen(
         [sys.executable, "-m", "restoredrill.cli", "run", "--config", str(drill.root / "drills.toml")],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         env=env,
         text=True,
+        preexec_fn=sigint,
     )
+
+
+def _ignore_sigint() -> None:
+    # What `restoredrill run &` in a non-interactive shell does to the run.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@pytest.mark.parametrize("inherited", [None, _ignore_sigint], ids=["sigint-default", "sigint-ignored-by-the-shell"])
+def test_sigint_during_restore_leaves_nothing_behind(
+    big_backup: Path, drill: Drill, inherited: Callable[[], None] | None
+) -> None:
+    drill.write_config(source=f"file://{big_backup}/postgres/logical/")
+    cli = _start_run(drill, inherited)
     restore = _wait_for_pg_restore(drill.workdir)
     assert leftovers(drill.workdir), "the drill should be mid-restore now"
     cli.send_signal(signal.SIGINT)
@@ -99,7 +113,8 @@ def test_janitor_removes_what_a_crashed_drill_left_and_spares_live_ones(workdir:
     )
     orphan = Path(crashed.stdout.strip())
     assert orphan.is_dir()
-    assert any("postgres" in item for item in leftovers(workdir))
+    # The server died with its owner (nothing listens any more); only the folder waits for the janitor.
+    _wait_gone(lambda: [item for item in leftovers(workdir) if item.startswith("process")])
     with LocalInstance(bindir, run_id="alive", base=workdir) as alive:
         result = run_cli("janitor", "--workdir", str(workdir))
         assert result.returncode == 0, result.output
@@ -109,3 +124,156 @@ def test_janitor_removes_what_a_crashed_drill_left_and_spares_live_ones(workdir:
         assert alive.root.exists(), "a drill that is still running is never touched"
         assert [p for p in leftovers(workdir) if str(orphan) in p] == []
     assert leftovers(workdir) == []
+
+
+def _wait_gone(still_there: Callable[[], list], timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while (found := still_there()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert found == [], f"still there after {timeout:.0f} s: {found}"
+
+
+def _started_by(cli: subprocess.Popen[str], workdir: Path) -> list[psutil.Process]:
+    """Every process the run started: its descendants, and servers that left its tree (a daemonized
+    postmaster is re-parented, and its backends no longer name the data directory in their title)."""
+    found = {p.pid: p for p in psutil.Process(cli.pid).children(recursive=True)}
+    for process in psutil.process_iter(["cmdline"]):
+        with contextlib.suppress(psutil.Error):
+            if any(str(workdir) in part for part in process.info["cmdline"] or []):
+                found[process.pid] = process
+                found.update({child.pid: child for child in process.children(recursive=True)})
+    return list(found.values())
+
+
+def _alive(processes: list[psutil.Process]) -> list[str]:
+    alive = []
+    for process in processes:
+        with contextlib.suppress(psutil.Error):
+            if process.is_running() and process.status() != psutil.STATUS_ZOMBIE:
+                alive.append(f"{process.pid} {' '.join(process.cmdline())}")
+    return alive
+
+
+def test_kill_9_of_a_run_leaves_nothing_running(big_backup: Path, drill: Drill) -> None:
+    drill.write_config(source=f"file://{big_backup}/postgres/logical/")
+    cli = _start_run(drill)
+    processes: list[psutil.Process] = []
+    try:
+        _wait_for_pg_restore(drill.workdir)
+        processes = _started_by(cli, drill.workdir)
+        names = {p.name() for p in processes}
+        assert {"postgres", "pg_restore"} <= names, names
+        assert listening_ports_of(drill.workdir), "the throwaway server should be listening now"
+        cli.kill()
+        cli.communicate(timeout=30)
+        _wait_gone(lambda: _alive(processes), timeout=10)
+        assert listening_ports_of(drill.workdir) == []
+        janitor = run_cli("janitor", "--workdir", str(drill.workdir))
+        assert janitor.returncode == 0, janitor.output
+        assert leftovers(drill.workdir) == []
+    finally:
+        for process in processes:  # before the fix: do not let this test leave its own leftovers
+            with contextlib.suppress(psutil.Error):
+                process.kill()
+        run_cli("janitor", "--workdir", str(drill.workdir))
+
+
+INTERRUPTED_CLEANUP = textwrap.dedent(
+    """
+    import os, sys
+    from pathlib import Path
+    from restoredrill.targets.local import LocalInstance
+    instance = LocalInstance(Path(sys.argv[1]), run_id="interrupted", base=Path(sys.argv[2]))
+    instance.start()
+    root, removals = instance.root, 0
+
+    def ctrl_c_in_the_middle(event, args):  # a real KeyboardInterrupt, at the Nth file deletion
+        global removals
+        if event == "os.remove":
+            removals += 1
+            if removals == int(sys.argv[3]):
+                raise KeyboardInterrupt
+
+    sys.addaudithook(ctrl_c_in_the_middle)
+    try:
+        instance.destroy()
+    except KeyboardInterrupt:
+        print(root, flush=True)
+        os._exit(130)
+    """
+)
+
+
+def test_ctrl_c_during_cleanup_leaves_a_folder_the_janitor_still_removes(workdir: Path) -> None:
+    bindir = pgtools.bindir_for(max(pgtools.available_bindirs()))
+    interrupted = subprocess.run(
+        [sys.executable, "-c", INTERRUPTED_CLEANUP, str(bindir), str(workdir), "100"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert interrupted.returncode == 130, interrupted.stderr
+    half_deleted = Path(interrupted.stdout.strip())
+    assert (half_deleted / "data").is_dir(), "the interrupt should land while the data directory is deleted"
+    result = run_cli("janitor", "--workdir", str(workdir))
+    assert result.returncode == 0, result.output
+    assert "removed 1 leftover" in result.output
+    assert leftovers(workdir) == []
+
+
+def _janitor_with_config(how: str, config: Path, elsewhere: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, **AWS_ENV, "RESTOREDRILL_WORKDIR": str(elsewhere)}
+    env.pop("RESTOREDRILL_CONFIG", None)
+    args, cwd = [sys.executable, "-m", "restoredrill.cli", "janitor"], elsewhere
+    if how == "option":
+        args += ["--config", str(config)]
+    elif how == "environment":
+        env["RESTOREDRILL_CONFIG"] = str(config)
+    else:  # ./drills.toml, as `restoredrill run` finds it
+        cwd = config.parent
+    return subprocess.run(args, capture_output=True, text=True, env=env, cwd=cwd, timeout=120, check=False)
+
+
+def _crash_in(workdir: Path) -> Path:
+    bindir = pgtools.bindir_for(max(pgtools.available_bindirs()))
+    crashed = subprocess.run(
+        [sys.executable, "-c", CRASHING_DRILL, str(bindir), str(workdir)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    orphan = Path(crashed.stdout.strip())
+    assert orphan.is_dir(), crashed.stderr
+    return orphan
+
+
+@pytest.mark.parametrize("how", ["option", "environment", "current-folder"])
+def test_plain_janitor_scans_the_configured_workdir(drill: Drill, how: str) -> None:
+    config = drill.write_config()  # [target] workdir = drill.workdir
+    orphan = _crash_in(drill.workdir)
+    elsewhere = traversable_tempdir("rd-elsewhere-")
+    try:
+        result = _janitor_with_config(how, config, elsewhere)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "removed 1 leftover" in result.stdout, result.stdout + result.stderr
+        assert not orphan.exists()
+    finally:
+        subprocess.run(["rm", "-rf", str(elsewhere)], check=False)
+
+
+def test_the_next_run_cleans_the_configured_workdir(drill: Drill) -> None:
+    drill.write_config()
+    orphan = _crash_in(drill.workdir)
+    elsewhere = traversable_tempdir("rd-elsewhere-")
+    try:
+        result = run_cli(
+            "run", "--config", str(drill.root / "drills.toml"), env={"RESTOREDRILL_WORKDIR": str(elsewhere)}
+        )
+        assert result.returncode == 0, result.output
+        assert "janitor removed a leftover throwaway instance" in result.output
+        assert not orphan.exists()
+        assert leftovers(drill.workdir) == []
+    finally:
+        subprocess.run(["rm", "-rf", str(elsewhere)], check=False)

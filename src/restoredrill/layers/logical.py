@@ -10,7 +10,6 @@ import contextlib
 import json
 import os
 import re
-import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -28,7 +27,7 @@ from restoredrill.manifest import Manifest
 from restoredrill.stores import open_store
 from restoredrill.targets.choice import check_container, container_instance, newest_bindir, wants_container
 from restoredrill.targets.container import ContainerInstance
-from restoredrill.targets.local import MARKER, PREFIX, LocalInstance, workdir_base
+from restoredrill.targets.local import MARKER, PREFIX, LocalInstance, remove_marked_folder, workdir_base
 
 _ERROR_LINE = re.compile(r"^pg_restore: error: (.*)$")
 _IGNORED = re.compile(r"errors ignored on restore: (\d+)")
@@ -273,4 +272,4 @@ class LogicalDrill(Drill):
         if self.instance is not None:
             self.instance.destroy()
         if self.fetch_dir is not None:
-            shutil.rmtree(self.fetch_dir, ignore_errors=True)
+            remove_marked_folder(self.fetch_dir)

@@ -13,7 +13,6 @@ import json
 import os
 import random
 import re
-import shutil
 import tempfile
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -36,7 +35,7 @@ from restoredrill.layers.pgbackrest_repo import PgBackRest, StanzaInfo
 from restoredrill.layers.wal import Segment, find_gaps, parse_segment
 from restoredrill.targets.choice import newest_bindir, wants_container
 from restoredrill.targets.container import image_for
-from restoredrill.targets.local import MARKER, PREFIX, workdir_base
+from restoredrill.targets.local import MARKER, PREFIX, remove_marked_folder, workdir_base
 from restoredrill.targets.recovered import ContainerRecoveredInstance, RecoveredInstance, RecoveryOutcome
 
 RecoveryKind = Literal["latest", "immediate", "time"]
@@ -592,7 +591,7 @@ class PhysicalDrill(Drill):
                 self.record.notes.append("server log tail: " + self.instance.log_tail(5).replace("\n", " | "))
             self.instance.destroy()
         if self.work is not None:
-            shutil.rmtree(self.work, ignore_errors=True)
+            remove_marked_folder(self.work)
 
 
 def rows_at(

@@ -146,6 +146,7 @@ class LocalInstance(ServerFolder):
         self.root: Path | None = None
         self.connection: Connection | None = None
         self.startup_s: float | None = None
+        self.server: proc.Server | None = None
 
     def __enter__(self) -> LocalInstance:
         try:
@@ -226,17 +227,13 @@ class LocalInstance(ServerFolder):
                 )
 
     def _start_server(self) -> None:
-        result = proc.run(
-            [self._tool("pg_ctl"), "start", "-D", self.data, "-l", self.log, "-w", "-t", str(int(self.start_timeout))],
-            timeout=self.start_timeout + 15,
-            run_as=self.user,
-            what="pg_ctl start",
-        )
-        if result.returncode != 0:
-            raise CouldNotVerify(f"the throwaway PostgreSQL did not start: {self.log_tail(3) or result.tail(3)}")
+        # The postmaster is our own child (not pg_ctl's daemon) so that it dies with the run: see proc.spawn.
+        self.server = proc.spawn([self._tool("postgres"), "-D", self.data], log=self.log, run_as=self.user)
         assert self.connection is not None
         deadline = time.monotonic() + self.start_timeout
         while True:
+            if not self.server.alive():
+                raise CouldNotVerify(f"the throwaway PostgreSQL did not start: {self.log_tail(3)}")
             try:
                 with self.connection.connect("postgres") as conn:
                     conn.execute("SELECT 1")
@@ -264,9 +261,38 @@ class LocalInstance(ServerFolder):
         """Stop the server (immediate: it is thrown away) and delete every file; safe to call twice."""
         if self.root is None:
             return
+        if self.server is not None:
+            self.server.stop()
         stop_server(self.bindir, self.data, self.user)
-        shutil.rmtree(self.root, ignore_errors=True)
+        remove_marked_folder(self.root)
         self.root = None
+        self.server = None
+
+
+def remove_marked_folder(folder: Path) -> None:
+    """Delete a throwaway folder, its marker LAST: a Ctrl-C in the middle (a data directory takes seconds
+    to delete) leaves a folder the janitor still recognises, never gigabytes nobody can attribute."""
+    marker = folder / MARKER
+    with contextlib.suppress(FileNotFoundError):
+        for entry in folder.iterdir():
+            if entry == marker:
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+    if any(entry != marker for entry in _entries(folder)):
+        return  # something could not be deleted: keep the marker so the janitor retries
+    marker.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        folder.rmdir()
+
+
+def _entries(folder: Path) -> list[Path]:
+    try:
+        return list(folder.iterdir())
+    except FileNotFoundError:
+        return []
 
 
 def stop_server(bindir: Path, data: Path, user: proc.RunAs | None) -> None:
@@ -325,6 +351,15 @@ def janitor(base: Path | None = None, bindir_hint: Path | None = None) -> list[P
             stop_server(bindir, data, proc.RunAs.for_server())
         else:
             _kill_postmaster(data)
-        shutil.rmtree(folder, ignore_errors=True)
+        remove_marked_folder(folder)
         removed.append(folder)
     return removed
+
+
+def janitor_everywhere(configured: Path | None = None, base: Path | None = None) -> list[Path]:
+    """The janitor over every folder a drill may have used: `base` (default RESTOREDRILL_WORKDIR or the
+    temp folder) and the configuration's target.workdir, which no environment variable names."""
+    folders = {workdir_base(base).resolve(): None}
+    if configured is not None and configured.is_dir():
+        folders[configured.resolve()] = None
+    return [leftover for folder in folders for leftover in janitor(folder)]

@@ -3,8 +3,8 @@
 Unlike a fresh initdb instance, its roles, pg_hba.conf and settings come from production. So it gets
 our own pg_hba.conf (trust on a private 0700 unix socket only; every TCP connection is rejected), a free
 loopback port, archive_mode off, and memory settings that fit a CI runner. Ready means: the postmaster
-is alive, recovery finished (pg_is_in_recovery() is false), and the log says how recovery ended; `pg_ctl
--w` alone can return before a server that failed recovery dies.
+(our own child, never pg_ctl's daemon) is alive, recovery finished (pg_is_in_recovery() is false), and
+the log says how recovery ended; a server that failed recovery can look ready for a moment before it dies.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import tempfile
 import time
 from collections.abc import Callable
@@ -33,6 +32,7 @@ from restoredrill.targets.local import (
     Connection,
     ServerFolder,
     free_port,
+    remove_marked_folder,
     stop_server,
     workdir_base,
 )
@@ -98,6 +98,7 @@ class RecoveredInstance(ServerFolder):
         self.root: Path | None = None
         self.connection: Connection | None = None
         self.recovery_s: float | None = None
+        self.server: proc.Server | None = None
 
     def __enter__(self) -> RecoveredInstance:
         return self
@@ -173,39 +174,14 @@ class RecoveredInstance(ServerFolder):
         return {}
 
     def _launch(self) -> None:
-        # -w waits for the postmaster to report ready (or standby); it can still die right after (a recovery
-        # target it cannot reach), which the polling below catches.
-        result = proc.run(
-            [
-                str(self.bindir / "pg_ctl"),
-                "start",
-                "-D",
-                str(self.data),
-                "-l",
-                str(self.log),
-                "-w",
-                "-t",
-                str(int(self.timeout)),
-            ],
-            timeout=self.timeout + 30,
-            run_as=self.user,
-            env=self.env,
-            what="pg_ctl start",
+        # The postmaster is our own child, not pg_ctl's daemon, so that it dies with the run (proc.spawn).
+        # Whether it comes up, fails recovery or dies right after is what start_and_recover polls.
+        self.server = proc.spawn(
+            [str(self.bindir / "postgres"), "-D", str(self.data)], log=self.log, run_as=self.user, env=self.env
         )
-        if result.returncode != 0:
-            raise self._startup_failure(result.tail(2))
 
     def _alive(self) -> bool:
-        return self._postmaster_alive()
-
-    def _postmaster_alive(self) -> bool:
-        pid_file = self.data / "postmaster.pid"
-        try:
-            pid = int(pid_file.read_text().splitlines()[0])
-            os.kill(pid, 0)
-        except (OSError, ValueError, IndexError):
-            return False
-        return True
+        return self.server is not None and self.server.alive()
 
     def _startup_failure(self, fallback: str) -> Exception:
         fatal = [ln for ln in self.log_lines() if "FATAL:" in ln or "PANIC:" in ln]
@@ -242,10 +218,13 @@ class RecoveredInstance(ServerFolder):
         if self.root is None:
             return
         self._stop()
-        shutil.rmtree(self.root, ignore_errors=True)
+        remove_marked_folder(self.root)
         self.root = None
 
     def _stop(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
         stop_server(self.bindir, self.data, self.user)
 
 
