@@ -12,6 +12,7 @@ from typing import NoReturn
 from restoredrill import proc
 from restoredrill.errors import BackupDefect, ConfigError, RestoreDrillError
 from restoredrill.report import commands as report_commands
+from restoredrill.verdicts import EXIT_CODES_HELP
 
 PROJECT = Path(__file__).resolve().parents[2]
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_COULD_NOT_VERIFY, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
@@ -30,7 +31,12 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--dir", type=Path, default=Path(".demo"), help="where the demo lives (default .demo/)")
     demo.add_argument("--reports", type=Path, default=Path("reports"), help="report folder (default reports/)")
 
-    run = sub.add_parser("run", help="run the drills of a configuration; extra arguments go to pytest")
+    run = sub.add_parser(
+        "run",
+        help="run the drills of a configuration; extra arguments go to pytest",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     run.add_argument("--config", default=None, help="drills.toml (default $RESTOREDRILL_CONFIG or ./drills.toml)")
 
     backup = sub.add_parser("backup", help="backup jobs")
