@@ -12,6 +12,7 @@ from typing import NoReturn
 from restoredrill import __version__, proc
 from restoredrill.errors import BackupDefect, ConfigError, RestoreDrillError
 from restoredrill.report import commands as report_commands
+from restoredrill.verdicts import EXIT_CODES_HELP
 
 PROJECT = Path(__file__).resolve().parents[2]
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_COULD_NOT_VERIFY, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
@@ -46,10 +47,9 @@ def _parser() -> argparse.ArgumentParser:
         "run",
         help="run the drills of a configuration; extra arguments go to pytest",
         description="Run the drills of a configuration under pytest. Every argument restoredrill does not know "
-        "is passed to pytest as it is, e.g. `restoredrill run -k shop`, `-n 2`, `-x`, `--junitxml FILE`. "
-        "Exit codes: 0 every drill passed, 1 a backup failed a check, 2 bad usage or configuration, "
-        "3 something could not be verified.",
-        epilog="example: restoredrill run --config drills.toml -k 'shop and logical' -n 2",
+        "is passed to pytest as it is, e.g. `restoredrill run -k shop`, `-n 2`, `-x`, `--junitxml FILE`.",
+        epilog=EXIT_CODES_HELP + "\n\nexample: restoredrill run --config drills.toml -k 'shop and logical' -n 2",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     run.add_argument("--config", default=None, help="drills.toml (default $RESTOREDRILL_CONFIG or ./drills.toml)")
 

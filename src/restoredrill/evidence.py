@@ -16,7 +16,8 @@ from pydantic import BaseModel, Field, field_validator
 
 from restoredrill import __version__, proc
 
-Verdict = Literal["passed", "failed", "could_not_verify"]
+# partial: every check that ran passed, but the selection (-k, node ids) left checks of this drill out.
+Verdict = Literal["passed", "partial", "failed", "could_not_verify"]
 Outcome = Literal["passed", "failed", "error"]
 
 
@@ -99,6 +100,10 @@ class DrillRecord(BaseModel):
     rpo_detail: dict[str, float | str | int | None] = Field(default_factory=dict)
     objectives: Objectives
     checks: list[CheckRecord] = Field(default_factory=list)
+    left_out: list[str] = Field(
+        default_factory=list,
+        description="checks of this drill that never ran: the selection left them out, or the session stopped first",
+    )
     largest_tables: list[dict[str, int | str]] = Field(default_factory=list)
     backup_sets: list[dict[str, object]] = Field(default_factory=list)
     target_info: TargetInfo = Field(default_factory=TargetInfo)
@@ -167,14 +172,3 @@ def load_records(reports_dir: Path, run_id: str | None = None) -> list[DrillReco
     folder = reports_dir / "evidence"
     pattern = f"{run_id}--*.json" if run_id else "*.json"
     return [DrillRecord.model_validate_json(p.read_text()) for p in sorted(folder.glob(pattern))]
-
-
-def overall_exit_code(records: list[DrillRecord]) -> int:
-    """0 every drill passed; 1 a drill failed; 3 a drill could not verify (or none ran) and none failed."""
-    if not records:
-        return 3
-    if any(r.verdict == "failed" for r in records):
-        return 1
-    if any(r.verdict == "could_not_verify" for r in records):
-        return 3
-    return 0

@@ -1,28 +1,71 @@
 """`restoredrill run`: the drills under pytest, then the verdict from the evidence records.
 
 pytest's own exit code says whether test items failed; the records say why. The run's exit code is
-0 only when every drill of this run passed (1: a backup is bad, 3: something could not be verified).
+0 only when every configured drill ran whole and passed (1: a backup is bad, 3: something could not be
+verified, 4: PARTIAL, what ran passed but the selection left drills or checks out).
 """
 
 from __future__ import annotations
 
 import os
+import shlex
+import shutil
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from restoredrill.config import config_path, load_config
 from restoredrill.durations import format_duration
 from restoredrill.errors import ConfigError
-from restoredrill.evidence import DrillRecord, load_records, new_run_id, overall_exit_code
+from restoredrill.evidence import DrillRecord, load_records, new_run_id
 from restoredrill.folders import writable_folder
 from restoredrill.report.commands import after_run, before_run
 from restoredrill.targets.local import workdir_base
+from restoredrill.verdicts import (
+    EXIT_COULD_NOT_VERIFY,
+    EXIT_INTERRUPTED,
+    EXIT_PARTIAL,
+    EXIT_PASSED,
+    EXIT_USAGE,
+    Judgement,
+    evidence_exit_code,
+    judge,
+    planned_drills,
+)
 
 PROJECT = Path(__file__).resolve().parents[2]
 DRILLS = PROJECT / "drills"
-_STYLE = {"passed": "bold green", "failed": "bold red", "could_not_verify": "bold yellow"}
+_STYLE = {"passed": "bold green", "partial": "bold yellow", "failed": "bold red", "could_not_verify": "bold yellow"}
+VERDICT_WORD = {"passed": "PASSED", "partial": "PARTIAL", "failed": "FAILED", "could_not_verify": "COULD NOT VERIFY"}
+
+
+class _PytestStatus:
+    """pytest's own exit status, before the drill session turns it into the evidence's verdict."""
+
+    status: int | None = None
+
+    def pytest_sessionfinish(self, exitstatus: int) -> None:
+        self.status = int(exitstatus)  # the value the hook was called with: pytest's, not the rewritten one
+
+
+def split_junitxml(pytest_args: list[str]) -> tuple[list[str], Path | None]:
+    """The user's --junitxml taken out of the pytest arguments: pytest writes one JUnit file only, and the
+    run's own (reports/junit/<run>.xml) is part of the report's manifest. The user's copy is written after."""
+    rest: list[str] = []
+    wanted: Path | None = None
+    args = iter(pytest_args)
+    for arg in args:
+        name, equals, value = arg.partition("=")
+        if name in ("--junitxml", "--junit-xml"):
+            value = value if equals else next(args, "")
+            if not value:
+                raise ConfigError(f"{name} needs a file path")
+            wanted = Path(value).expanduser().resolve()
+        else:
+            rest.append(arg)
+    return rest, wanted
 
 
 def run_drills(config_file: str | None, pytest_args: list[str]) -> int:
@@ -34,12 +77,15 @@ def run_drills(config_file: str | None, pytest_args: list[str]) -> int:
         raise ConfigError(
             f"the drills folder {DRILLS} is missing: run restoredrill from its checkout (pip install -e .)"
         )
+    pytest_args, users_junit = split_junitxml(pytest_args)
+    planned = planned_drills(config)
     run_id = new_run_id()
     reports = writable_folder(config.reports_dir, "the reports folder")
     workdir_base(config.target.workdir)  # a usage error (exit 2) here, not a failed drill later
-    before_run(reports, run_id, path)  # a bad signing key stops here; records the suite's commit for the report
+    before_run(reports, run_id, path, planned)  # a bad signing key stops here; records the plan and the commit
     os.environ["RESTOREDRILL_RUN_ID"] = run_id
     os.environ["RESTOREDRILL_CONFIG"] = str(path)
+    junit = reports / "junit" / f"{run_id}.xml"
     args = [
         str(DRILLS),
         f"--rootdir={PROJECT}",
@@ -52,9 +98,11 @@ def run_drills(config_file: str | None, pytest_args: list[str]) -> int:
         "no:hypothesispytest",
         # All items of one drill stay on one xdist worker: one restore per database, one complete record.
         "--dist=loadgroup",
-        "-rfEs",
-        "--tb=line",
-        f"--junitxml={reports / 'junit' / f'{run_id}.xml'}",
+        # A check's failure is evidence, not a traceback: the summary below prints one line per finding
+        # (pytest's own short summary would repeat each one, cut to the terminal width). Skips keep their reason.
+        "-rs",
+        "--tb=no",
+        f"--junitxml={junit}",
         f"--alluredir={reports / 'allure-results'}",
         "-o",
         "junit_family=xunit2",
@@ -66,43 +114,101 @@ def run_drills(config_file: str | None, pytest_args: list[str]) -> int:
         *pytest_args,
     ]
     console = Console(stderr=False, width=None if os.isatty(1) else 150)
-    console.print(f"[bold]restoredrill[/] run {run_id}: {path}")
-    code = pytest.main(args)
-    records = load_records(reports, run_id)
-    _summary(console, records, reports)
+    console.print(f"[bold]restoredrill[/] run {escape(run_id)}: {escape(str(path))}")
+    status = _PytestStatus()
+    returned = pytest.main(args, plugins=[status])
+    code = int(returned) if status.status is None else status.status
+    if users_junit is not None and junit.is_file():
+        users_junit.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(junit, users_junit)
+    judged = judge(load_records(reports, run_id), planned)
+    _summary(console, judged, reports, code, pytest_args)
     reported = after_run(
         lambda text: console.print(text, markup=False, highlight=False, soft_wrap=True), reports, run_id, path, config
     )
     if code == pytest.ExitCode.INTERRUPTED:
-        return 130
+        return EXIT_INTERRUPTED
     if code == pytest.ExitCode.USAGE_ERROR:
-        return 2
-    verdict = overall_exit_code(records)
+        return EXIT_USAGE
+    verdict = evidence_exit_code(code, judged)
+    if verdict is None:  # nothing collected: nothing was verified
+        return EXIT_COULD_NOT_VERIFY
+    if not reported and verdict in (EXIT_PASSED, EXIT_PARTIAL):
+        return EXIT_COULD_NOT_VERIFY  # green needs the audit report too
+    return verdict
+
+
+def _why_nothing_ran(judged: Judgement, code: int, pytest_args: list[str]) -> str:
+    import pytest
+
+    if not judged.planned:
+        return "the configuration plans no drill (no database has a logical, pgbackrest or rds layer)"
+    planned = ", ".join(drill.label for drill in judged.planned)
+    selection = f" (pytest arguments: {shlex.join(pytest_args)})" if pytest_args else ""
     if code == pytest.ExitCode.NO_TESTS_COLLECTED:
-        console.print("[bold yellow]no drill was selected: nothing was verified[/]")
-        return 3
-    if code == pytest.ExitCode.TESTS_FAILED and verdict == 0:
-        return 1  # an item failed that no record explains: never report green
-    if code == pytest.ExitCode.INTERNAL_ERROR and verdict == 0:
-        return 3
-    return verdict if reported or verdict else 3  # green needs the audit report too
+        why = f"the selection{selection} matched none of their items"
+    elif code == pytest.ExitCode.INTERRUPTED:
+        why = "the run was interrupted before any drill finished"
+    elif code == pytest.ExitCode.USAGE_ERROR:
+        why = "pytest refused the arguments or the configuration (see above)"
+    else:
+        why = f"no drill item ran{selection}"
+    return f"the configuration plans {len(judged.planned)} drill(s): {planned}; {why}"
 
 
-def _summary(console: Console, records: list[DrillRecord], reports: Path) -> None:
-    if not records:
-        console.print("[bold yellow]COULD NOT VERIFY[/]: no drill left a record")
+def _headline(judged: Judgement) -> str:
+    records = judged.records
+    left_out = "; ".join(judged.left_out())
+    if judged.verdict == "passed":
+        return f"[bold green]PASSED[/]: every configured drill ran ({len(records)}), with every check, and passed"
+    if judged.verdict == "partial":
+        return (
+            f"[bold yellow]PARTIAL[/]: everything that ran passed, but this selection left out: {escape(left_out)}. "
+            "Nothing is proven for what did not run (exit 4)"
+        )
+    failed = sum(1 for r in records if r.verdict == "failed")
+    unverified = sum(1 for r in records if r.verdict == "could_not_verify")
+    if judged.verdict == "failed":
+        line = f"[bold red]FAILED[/]: {failed} of {len(records)} drill(s) failed"
+    else:
+        line = f"[bold yellow]COULD NOT VERIFY[/]: {unverified} of {len(records)} drill(s) could not verify"
+    return line + (f"; also not run: {escape(left_out)}" if left_out else "")
+
+
+def _summary(console: Console, judged: Judgement, reports: Path, code: int, pytest_args: list[str]) -> None:
+    """The table of drills, then one verdict line; every text from a record is escaped (it is not markup)."""
+    if not judged.records:
+        why = _why_nothing_ran(judged, code, pytest_args)
+        console.print(f"[bold yellow]COULD NOT VERIFY[/]: no drill left a record: {escape(why)}")
         return
     table = Table(title="restore drills", show_lines=False)
     for column in ("database", "layer", "verdict", "RTO / objective", "RPO / objective", "reason"):
         table.add_column(column)
-    for r in records:
+    for r in judged.records:
         table.add_row(
-            r.database,
-            r.layer + (f" ({r.variant})" if r.variant else ""),
-            f"[{_STYLE[r.verdict]}]{r.verdict.upper()}[/]",
+            escape(r.database),
+            escape(r.layer + (f" ({r.variant})" if r.variant else "")),
+            f"[{_STYLE[r.verdict]}]{VERDICT_WORD[r.verdict]}[/]",
             f"{format_duration(r.rto_s)} / {format_duration(r.objectives.rto_s)}",
             f"{format_duration(r.rpo_s)} / {format_duration(r.objectives.rpo_s)}",
-            r.reason or "",
+            escape(r.reason or ""),
         )
     console.print(table)
-    console.print(f"evidence: {reports / 'evidence'}  junit: {reports / 'junit'}  allure: {reports / 'allure-results'}")
+    for line in findings(judged.records):
+        console.print(escape(line), highlight=False)
+    console.print(_headline(judged))
+    console.print(
+        escape(f"evidence: {reports / 'evidence'}  junit: {reports / 'junit'}  allure: {reports / 'allure-results'}")
+    )
+
+
+def findings(records: list[DrillRecord]) -> list[str]:
+    """One line per check that failed or could not run (checks the drill never reached are its reason)."""
+    lines = []
+    for r in records:
+        drill = f"{r.database} / {r.layer}" + (f" ({r.variant})" if r.variant else "")
+        for c in r.checks:
+            if c.outcome != "passed" and not c.detail.startswith("not run:"):
+                word = "FAILED" if c.outcome == "failed" else "COULD NOT VERIFY"
+                lines.append(f"  {word}  {drill}: {c.name} {c.outcome}: {c.detail}")
+    return lines

@@ -14,6 +14,7 @@ from restoredrill.evidence import CheckRecord
 from restoredrill.report import build_report
 from restoredrill.report.classify import check_category, drill_category
 from restoredrill.report.history import load_history
+from restoredrill.verdicts import PlannedDrill
 from tests.report.factory import (
     NOW,
     corrupt,
@@ -87,7 +88,7 @@ def test_failing_report_in_chromium(tmp_path: Path, open_report) -> None:  # typ
     assert opened.page.locator("#objectives .g-over").count() == 1
     assert opened.page.get_by_text("manifest_row_counts").first.is_visible()
     assert opened.page.get_by_text("SELECT count(*) FROM ONLY <each table>").first.is_visible()
-    assert "7 run(s) in the 12 months to 2026-11-01" in opened.text("#controls")
+    assert "tested in 7 month(s) of the 12 to 2026-11-01" in opened.text("#controls")
     assert opened.external_requests == []
     assert opened.dialogs == []
 
@@ -131,7 +132,7 @@ def test_could_not_verify_is_never_green(tmp_path: Path, open_report) -> None:  
 
 def test_configured_drill_without_a_record_is_shown_as_not_run(tmp_path: Path, open_report) -> None:  # type: ignore[no-untyped-def]
     write(tmp_path, [healthy("shop", RUN, NOW)])
-    built = build_report(tmp_path, expected=[("shop", "logical"), ("billing", "logical")])
+    built = build_report(tmp_path, expected=[PlannedDrill("shop", "logical"), PlannedDrill("billing", "logical")])
     opened = open_report(built.html)
     assert "billing / logical" in opened.text("#verdict .notice")
     assert "NOT RUN" in opened.text("#matrix")

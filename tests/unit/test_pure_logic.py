@@ -1,4 +1,4 @@
-"""Durations, redaction, pg_restore output parsing, structure comparison, exit codes."""
+"""Durations, redaction, pg_restore output parsing, structure comparison (exit codes: test_verdicts.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import pytest
 
 from restoredrill import proc
 from restoredrill.durations import format_duration, parse_duration
-from restoredrill.evidence import DrillRecord, Objectives, overall_exit_code
 from restoredrill.layers.logical import restore_messages
 from restoredrill.manifest import compare_structure
 from restoredrill.pgtools import parse_listing
@@ -90,16 +89,3 @@ def test_compare_structure_names_missing_and_unexpected_objects() -> None:
         "unexpected extension: postgis",
         "missing index: CREATE INDEX b ON t (y)",
     ]
-
-
-def _record(verdict: str) -> DrillRecord:
-    return DrillRecord(
-        run_id="r", database="d", layer="logical", verdict=verdict, objectives=Objectives(rto_s=1, rpo_s=1)
-    )
-
-
-def test_overall_exit_codes() -> None:
-    assert overall_exit_code([_record("passed")]) == 0
-    assert overall_exit_code([_record("passed"), _record("failed"), _record("could_not_verify")]) == 1
-    assert overall_exit_code([_record("passed"), _record("could_not_verify")]) == 3
-    assert overall_exit_code([]) == 3

@@ -5,7 +5,8 @@ raised as BackupDefect or CouldNotVerify and kept), `timing_checks`, `database_c
 `restore_detail` and `_cleanup`. The verdict rules live here, once:
 - a defect of the backup, or any failed check: `failed`;
 - otherwise anything that could not run: `could_not_verify`;
-- `passed` only when the restore worked and at least one check of the restored database passed.
+- `partial` when all that ran passed but checks of the drill were left out (by the selection);
+- `passed` only when the restore worked, at least one check of the restored database passed, and none was left out.
 """
 
 from __future__ import annotations
@@ -128,9 +129,7 @@ class Drill:
         self.record.stages.cleanup_s = round(time.monotonic() - started, 3)
         self.record.stages.checks_s = round(sum(c.duration_s or 0 for c in self.record.checks), 3)
         ran = {c.name for c in self.record.checks} | {n.split(" not applicable")[0] for n in self.record.notes}
-        skipped = [n for n in ["restore", *self.check_names()] if n not in ran]
-        if skipped:
-            self.record.notes.append(f"partial drill: {len(skipped)} check(s) were not selected: {', '.join(skipped)}")
+        self.record.left_out = [n for n in ["restore", *self.check_names()] if n not in ran]
         self._verdict()
         self.record.finished_at = iso(utcnow())
         if reports_dir is not None:
@@ -154,5 +153,11 @@ class Drill:
             record.verdict, record.reason = "could_not_verify", "the restore did not complete"
         elif not any(c.name in database_checks and c.outcome == "passed" for c in record.checks):
             record.verdict, record.reason = "could_not_verify", "no check of the restored database ran"
+        elif record.left_out:  # what ran passed, but a selection is never a whole pass (DESIGN rule 8)
+            planned = 1 + len(self.check_names())  # the restore and every check
+            record.verdict = "partial"
+            record.reason = f"partial drill: {len(record.left_out)} of {planned} checks did not run: " + ", ".join(
+                record.left_out
+            )
         else:
             record.verdict, record.reason = "passed", None

@@ -28,6 +28,7 @@ from restoredrill.report.overview import report_view
 from restoredrill.report.records import load_run
 from restoredrill.report.redact import redact, register_config_secrets
 from restoredrill.report.summary import append_step_summary
+from restoredrill.verdicts import PlannedDrill
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,7 @@ def build_report(
     *,
     run_id: str | None = None,
     config_file: Path | None = None,
-    expected: list[tuple[str, str]] | None = None,
+    expected: list[PlannedDrill] | None = None,
     allure: bool = False,
     signing_key: str | Path | None = None,
 ) -> Built:
@@ -93,6 +94,8 @@ def build_report(
     )
     records = [record for record, _path in pairs]
     context, context_file = read_run_context(reports_dir, run.run_id, config_file)
+    recorded = context.planned_drills()  # the plan written at run start wins over today's configuration
+    planned = recorded if recorded is not None else expected
     history = load_history(reports_dir, records, up_to_run=run.run_id)
     drills = []
     for index, (record, path) in enumerate(pairs, start=1):
@@ -108,7 +111,7 @@ def build_report(
     )
     view = report_view(
         drills=drills,
-        expected=expected or [],
+        planned=planned,
         context=context,
         history=history,
         generated_at=iso(utcnow()) or "",

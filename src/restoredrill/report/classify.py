@@ -88,7 +88,7 @@ def check_category(check: CheckRecord) -> Category | None:
 
 def drill_category(record: DrillRecord) -> Category | None:
     """The one category that explains a drill that did not pass."""
-    if record.verdict == "passed":
+    if record.verdict in ("passed", "partial"):  # partial: what ran passed; the headline names what did not
         return None
     if record.verdict == "could_not_verify":
         return "could not verify"

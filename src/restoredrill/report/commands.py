@@ -13,9 +13,9 @@ from restoredrill.report.build import Built, build_report
 from restoredrill.report.context import write_run_context
 from restoredrill.report.integrity import load_public_key, load_signing_key, verify_folder
 from restoredrill.report.redact import redact, register_config_secrets
+from restoredrill.verdicts import PlannedDrill, planned_drills
 
 COMMANDS = ("report", "verify-report")
-LAYERS = ("logical", "pgbackrest", "rds")
 EXIT_OK, EXIT_TAMPERED, EXIT_USAGE, EXIT_NOT_DONE = 0, 1, 2, 3
 
 
@@ -46,16 +46,6 @@ def add_parsers(sub: Any) -> None:
     )
 
 
-def expected_drills(config: Any) -> list[tuple[str, str]]:
-    """(database, layer) pairs the configuration asks for: a missing record among them is shown as not run."""
-    return [
-        (name, layer)
-        for name, database in config.databases.items()
-        for layer in LAYERS
-        if getattr(database, layer, None) is not None
-    ]
-
-
 def _config(explicit: str | None) -> tuple[Path | None, Any]:
     from restoredrill.config import config_path, load_config
 
@@ -72,7 +62,7 @@ def run_report(args: argparse.Namespace) -> int:
         reports.resolve(),
         run_id=args.run_id,
         config_file=path,
-        expected=expected_drills(config) if config else None,
+        expected=planned_drills(config) if config else None,
         allure=args.allure,
         signing_key=args.signing_key,
     )
@@ -118,12 +108,12 @@ def main(args: argparse.Namespace) -> int:
     return run_verify(args) if args.command == "verify-report" else run_report(args)
 
 
-def before_run(reports: Path, run_id: str, config_file: Path) -> None:
+def before_run(reports: Path, run_id: str, config_file: Path, planned: list[PlannedDrill] | None = None) -> None:
     """At the start of `restoredrill run`: a bad signing key stops the run here (one sentence, exit 2),
-    not after hours of drills; the suite's commit and the CI run are recorded for the report."""
+    not after hours of drills; the suite's commit, the CI run and the planned drills are recorded for the report."""
     register_config_secrets(config_file)
     load_signing_key()
-    write_run_context(reports, run_id, config_file)
+    write_run_context(reports, run_id, config_file, planned)
 
 
 def after_run(say: Callable[[str], object], reports: Path, run_id: str, config_file: Path, config: Any) -> bool:
@@ -131,7 +121,7 @@ def after_run(say: Callable[[str], object], reports: Path, run_id: str, config_f
     if not any((reports / "evidence").glob(f"{run_id}--*.json")):
         return True  # no drill left a record: the run's verdict already says nothing was verified
     try:
-        built = build_report(reports, run_id=run_id, config_file=config_file, expected=expected_drills(config))
+        built = build_report(reports, run_id=run_id, config_file=config_file, expected=planned_drills(config))
     except Exception as exc:  # the run's verdict must survive a report bug; RESTOREDRILL_DEBUG=1 shows it
         if os.environ.get("RESTOREDRILL_DEBUG") and not isinstance(exc, RestoreDrillError | OSError):
             raise

@@ -16,12 +16,13 @@ import socket
 import sys
 from pathlib import Path
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from restoredrill import __version__, proc
 from restoredrill.errors import CouldNotVerify
 from restoredrill.evidence import iso, utcnow
 from restoredrill.report.redact import redact
+from restoredrill.verdicts import PlannedDrill
 
 PROJECT = Path(__file__).resolve().parents[3]
 
@@ -41,6 +42,14 @@ class RunContext(BaseModel):
     user: str = ""
     python: str = ""
     platform: str = ""
+    planned: list[dict[str, str | None]] | None = Field(
+        None, description="every drill the configuration planned: what a selection left out is judged against"
+    )
+
+    def planned_drills(self) -> list[PlannedDrill] | None:
+        if self.planned is None:
+            return None
+        return [PlannedDrill(str(d["database"]), str(d["layer"]), d.get("variant")) for d in self.planned]
 
 
 def _git(*args: str) -> str | None:
@@ -115,10 +124,15 @@ def context_path(reports_dir: Path, run_id: str) -> Path:
     return reports_dir / "runs" / f"{run_id}.json"
 
 
-def write_run_context(reports_dir: Path, run_id: str, config_path: Path | None) -> Path:
+def write_run_context(
+    reports_dir: Path, run_id: str, config_path: Path | None, planned: list[PlannedDrill] | None = None
+) -> Path:
     path = context_path(reports_dir, run_id)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(redact(capture(run_id, config_path).model_dump_json(indent=2)) + "\n", encoding="utf-8")
+    context = capture(run_id, config_path)
+    if planned is not None:
+        context.planned = [drill.as_dict() for drill in planned]
+    path.write_text(redact(context.model_dump_json(indent=2)) + "\n", encoding="utf-8")
     return path
 
 

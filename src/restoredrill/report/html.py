@@ -8,7 +8,7 @@ import jinja2
 
 from restoredrill.durations import format_duration
 from restoredrill.report.history import parse_time
-from restoredrill.report.model import VERDICT_LABEL
+from restoredrill.report.model import VERDICT_LABEL, format_share
 from restoredrill.report.overview import ReportView
 from restoredrill.report.redact import redact
 
@@ -23,14 +23,6 @@ def _size(value: int | None) -> str:
         size /= 1024
         units.pop(0)
     return f"{size:.1f} {units[0]} ({value:,} bytes)"
-
-
-def _pct(share: float | None) -> str:
-    if share is None:
-        return "n/a"
-    if 0 < share < 0.001:
-        return "<0.1%"
-    return f"{share:.1%}" if share < 0.1 else f"{share:.0%}"
 
 
 def _when(value: str | None) -> str:
@@ -51,7 +43,7 @@ def environment() -> jinja2.Environment:
         dur=format_duration,
         size=_size,
         when=_when,
-        pct=_pct,
+        pct=format_share,
         thousands=lambda n: f"{int(n):,}" if isinstance(n, int | float) else str(n),
         verdict=lambda v: VERDICT_LABEL.get(v, str(v).upper()),
     )

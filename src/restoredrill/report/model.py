@@ -11,10 +11,16 @@ from restoredrill.report.charts import Chart, trend_chart
 from restoredrill.report.classify import Category, check_category, check_hint, drill_category, drill_hint
 from restoredrill.report.history import Point
 
-VERDICT_LABEL = {"passed": "PASSED", "failed": "FAILED", "could_not_verify": "COULD NOT VERIFY"}
-OUTCOME_LABEL = {"passed": "passed", "failed": "FAILED", "error": "could not run", "skipped": "not applicable"}
+VERDICT_LABEL = {"passed": "PASSED", "partial": "PARTIAL", "failed": "FAILED", "could_not_verify": "COULD NOT VERIFY"}
+OUTCOME_LABEL = {
+    "passed": "passed",
+    "failed": "FAILED",
+    "error": "could not run",
+    "skipped": "not applicable",
+    "left_out": "not selected",
+}
 LAYER_LABEL = {"logical": "logical (pg_dump)", "pgbackrest": "physical + WAL (pgBackRest)", "rds": "RDS"}
-VERDICT_RANK = {"failed": 0, "could_not_verify": 1, "passed": 2}
+VERDICT_RANK = {"failed": 0, "could_not_verify": 1, "partial": 2, "passed": 3}
 VARIANTS = ("latest", "immediate", "time")
 STAGES = (("fetch_s", "fetch"), ("restore_s", "restore"), ("recovery_s", "recovery"), ("checks_s", "checks"))
 
@@ -128,14 +134,27 @@ class DrillView:
         return sum(1 for c in self.checks if c.outcome == outcome and not (outcome == "error" and c.not_run))
 
     def delta(self, which: str) -> str | None:
-        """This run against the previous one, e.g. '+12% vs 2026-10-01'."""
+        """This run against the previous one, like with like: each as a share of its own objective (the
+        objective may have changed), e.g. '12% of its objective, was 9% on 2026-10-01'. A change in percent of
+        a tiny previous value would shout "+500%" about two seconds."""
         if self.previous is None:
             return None
         now, before = getattr(self.record, which), getattr(self.previous, which)
-        if now is None or before is None or before <= 0:
-            return f"previous run {self.previous.at:%Y-%m-%d}: {format_duration(before)}"
-        change = (now - before) / before
-        return f"{change:+.0%} vs {self.previous.at:%Y-%m-%d} ({format_duration(before)})"
+        now_objective = getattr(self.record.objectives, which)
+        before_objective = getattr(self.previous, which.replace("_s", "_objective_s"))
+        when = f"{self.previous.at:%Y-%m-%d}"
+        if now is None or before is None or not now_objective or not before_objective:
+            return f"previous run {when}: {format_duration(before)}"
+        was = format_share(before / before_objective)
+        return f"{format_share(now / now_objective)} of its objective, was {was} on {when}"
+
+
+def format_share(share: float | None) -> str:
+    if share is None:
+        return "n/a"
+    if 0 < share < 0.001:
+        return "<0.1%"
+    return f"{share:.1%}" if share < 0.1 else f"{share:.0%}"
 
 
 def _checksum_state(record: DrillRecord) -> str:
@@ -199,6 +218,9 @@ def _checks(record: DrillRecord) -> list[CheckView]:
         name, marker, why = note.partition(" not applicable: ")
         if marker and " " not in name:
             views.append(CheckView(name, "skipped", OUTCOME_LABEL["skipped"], why, None, None, None, None))
+    for name in record.left_out:  # never ran: the selection left it out; shown so nobody reads it as passed
+        detail = "left out by the selection (-k or node ids): this check did not run, nothing is proven by it"
+        views.append(CheckView(name, "left_out", OUTCOME_LABEL["left_out"], detail, None, None, None, None))
     return views
 
 

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from restoredrill import __version__
 from restoredrill.durations import format_duration
 from restoredrill.report.context import RunContext
-from restoredrill.report.controls import CONTROLS, SCOPE_NOTE, Control
+from restoredrill.report.controls import CONTROLS, SCOPE_NOTE, STATE_LABEL, Control, LayerStatus, layer_status
 from restoredrill.report.history import History, parse_time
 from restoredrill.report.model import LAYER_LABEL, VERDICT_LABEL, DrillView, shown, variant_rank
+from restoredrill.verdicts import Judgement, PlannedDrill, judge
 
 LAYER_ORDER = ("logical", "pgbackrest", "rds")
 MONTHS_SHOWN = 6
@@ -25,12 +26,16 @@ class Cell:
 @dataclass(frozen=True)
 class ControlRow:
     control: Control
-    status: str
     state: str
+    layers: list[LayerStatus]
 
     @property
     def label(self) -> str:
-        return {"passed": "SUPPORTED", "failed": "EXCEPTION"}.get(self.state, "NOT EVIDENCED")
+        return STATE_LABEL[self.state]
+
+    @property
+    def status(self) -> str:
+        return "; ".join(f"{s.label}: {s.word} ({s.text})" for s in self.layers)
 
 
 @dataclass
@@ -47,6 +52,7 @@ class ReportView:
     layers: list[tuple[str, str]]
     matrix: dict[tuple[str, str], Cell]
     not_run: list[str]
+    left_out: list[str]
     environment: list[tuple[str, list[str]]]
     controls: list[ControlRow]
     scope_note: str
@@ -72,27 +78,23 @@ class ReportView:
         return sum(d.count(outcome) for d in self.drills)
 
 
-def overall_verdict(drills: list[DrillView]) -> str:
-    """Green only when there is something to show and every drill passed."""
-    verdicts = {d.verdict for d in drills}
-    if "failed" in verdicts:
-        return "failed"
-    if "could_not_verify" in verdicts or not drills:
-        return "could_not_verify"
-    return "passed"
-
-
 def _names(drills: list[DrillView], limit: int = 4) -> str:
     named = [f"{d.title} ({d.category})" if d.verdict == "failed" and d.category else d.title for d in drills]
     return ", ".join(named[:limit]) + (f" and {len(named) - limit} more" if len(named) > limit else "")
 
 
-def headline(verdict: str, drills: list[DrillView]) -> str:
+def headline(judged: Judgement, drills: list[DrillView]) -> str:
     total = len(drills)
-    if verdict == "passed":
+    left_out = "; ".join(judged.left_out())
+    if judged.verdict == "passed":
         within = all(d.rto.state in ("ok", "warn") and d.rpo.state in ("ok", "warn") for d in drills)
         tail = ", every one within its RTO and RPO" if within else ""
         return f"All {total} drill{'s' if total != 1 else ''} restored the newest backup and passed every check{tail}."
+    if judged.verdict == "partial":
+        return (
+            f"Everything that ran passed, but this run was partial: it left out {left_out}. "
+            "Nothing is proven for what did not run."
+        )
     failed = [d for d in drills if d.verdict == "failed"]
     unverified = [d for d in drills if d.verdict == "could_not_verify"]
     parts = []
@@ -102,12 +104,15 @@ def headline(verdict: str, drills: list[DrillView]) -> str:
         parts.append(
             f"{len(unverified)} of {total} could not be verified, so nothing is proven for them: {_names(unverified)}."
         )
+    if left_out:
+        parts.append(f"Not run: {left_out}.")
     return " ".join(parts)
 
 
 def matrix(
-    drills: list[DrillView], expected: list[tuple[str, str]]
+    drills: list[DrillView], planned: list[PlannedDrill]
 ) -> tuple[list[str], list[tuple[str, str]], dict[tuple[str, str], Cell], list[str]]:
+    expected = {(p.database, p.layer) for p in planned}
     databases = sorted({d.record.database for d in drills} | {db for db, _ in expected})
     present = {d.record.layer for d in drills} | {layer for _, layer in expected}
     layers = [name for name in LAYER_ORDER if name in present] + sorted(present - set(LAYER_ORDER))
@@ -169,29 +174,46 @@ def environment(drills: list[DrillView], context: RunContext) -> list[tuple[str,
     return rows
 
 
-def control_rows(verdict: str, drills: list[DrillView], history: History, run_date: datetime) -> list[ControlRow]:
+def control_rows(
+    drills: list[DrillView], planned: list[PlannedDrill], history: History, run_date: datetime
+) -> list[ControlRow]:
+    """Each control, layer by layer, from the evidence it covers (see controls.py)."""
+    records = [d.record for d in drills]
+    layers = [name for name in LAYER_ORDER if name in {r.layer for r in records} | {p.layer for p in planned}]
+    ran = {(r.database, r.layer, r.variant) for r in records}
     rows = []
-    failed = sum(1 for d in drills if d.verdict == "failed")
-    unverified = sum(1 for d in drills if d.verdict == "could_not_verify")
-    year_ago = run_date - timedelta(days=365)
-    runs_in_year = len({p.run_id for points in history.series.values() for p in points if p.at >= year_ago})
     for control in CONTROLS:
-        if verdict == "passed":
-            status, state = f"all {len(drills)} drills of this run passed", "passed"
-        elif failed:
-            status, state = f"{failed} drill(s) failed (see Failures)", "failed"
+        statuses = [
+            layer_status(
+                control,
+                layer,
+                LAYER_LABEL.get(layer, layer),
+                [r for r in records if r.layer == layer],
+                sum(1 for p in planned if p.layer == layer and (p.database, p.layer, p.variant) not in ran),
+                history,
+                run_date,
+            )
+            for layer in layers
+        ]
+        states = [s.state for s in statuses]
+        if not statuses or all(state == "not_tested" for state in states):
+            state = "not_tested"
+        elif "failed" in states:
+            state = "failed"
+        elif all(state == "passed" for state in states):
+            state = "passed"
+        elif "could_not_verify" in states:
+            state = "could_not_verify"
         else:
-            status, state = f"{unverified} drill(s) could not be verified", "could_not_verify"
-        if control.regular:
-            status += f"; {runs_in_year} run(s) in the 12 months to {run_date:%Y-%m-%d}"
-        rows.append(ControlRow(control, status, state))
+            state = "partial"  # some layers support it, others were not (fully) tested
+        rows.append(ControlRow(control, state, statuses))
     return rows
 
 
 def report_view(
     *,
     drills: list[DrillView],
-    expected: list[tuple[str, str]],
+    planned: list[PlannedDrill] | None,
     context: RunContext,
     history: History,
     generated_at: str,
@@ -199,29 +221,30 @@ def report_view(
     signing: str,
     manifest_name: str,
 ) -> ReportView:
-    verdict = overall_verdict(drills)
+    judged = judge([d.record for d in drills], planned)
     run_date = parse_time(None, context.run_id) or parse_time(generated_at)
     assert run_date is not None
-    databases, layers, cells, not_run = matrix(drills, expected)
+    databases, layers, cells, not_run = matrix(drills, planned or [])
     return ReportView(
         title=f"Restore drill report, {run_date.day} {run_date:%B %Y}",
         run_id=context.run_id,
         run_date=run_date,
         generated_at=generated_at,
-        verdict=verdict,
-        verdict_label=VERDICT_LABEL[verdict],
-        headline=headline(verdict, drills),
+        verdict=judged.verdict,
+        verdict_label=VERDICT_LABEL[judged.verdict],
+        headline=headline(judged, drills),
         drills=drills,
         databases=databases,
         layers=layers,
         matrix=cells,
         not_run=not_run,
+        left_out=judged.left_out(),
         environment=environment(drills, context),
-        controls=control_rows(verdict, drills, history, run_date),
+        controls=control_rows(drills, planned or [], history, run_date),
         scope_note=SCOPE_NOTE,
         history=history,
         integrity=integrity,
         signing=signing,
         manifest_name=manifest_name,
-        failures=[d for d in drills if d.verdict != "passed"],
+        failures=[d for d in drills if d.verdict not in ("passed", "partial")],
     )

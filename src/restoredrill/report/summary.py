@@ -10,7 +10,7 @@ from restoredrill.durations import format_duration
 from restoredrill.report.overview import ReportView
 from restoredrill.report.redact import redact
 
-_ICON = {"passed": "✅", "failed": "❌", "could_not_verify": "⚠️"}
+_ICON = {"passed": "✅", "partial": "🟡", "failed": "❌", "could_not_verify": "⚠️"}
 
 
 def _cell(text: str) -> str:
@@ -43,8 +43,8 @@ def markdown(view: ReportView, report_name: str) -> str:
             )
             + " |"
         )
-    if view.not_run:
-        lines += ["", f"Not run: {_cell(', '.join(view.not_run))}"]
+    if view.left_out:
+        lines += ["", f"Not run: {_cell('; '.join(view.left_out))}"]
     lines += [
         "",
         f"Run `{_cell(view.run_id)}`; the audit report is `{_cell(report_name)}` in the reports artifact.",
