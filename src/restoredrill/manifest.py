@@ -124,6 +124,19 @@ def tables(conn: psycopg.Connection[Any]) -> list[tuple[str, str]]:
     return [(str(s), str(t)) for s, t in conn.execute(_TABLES).fetchall()]
 
 
+POPULATED_MATVIEWS_SQL = f"""
+    SELECT format('%s.%s', quote_ident(n.nspname), quote_ident(c.relname))
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE c.relkind = 'm' AND c.relispopulated AND {_USER_NAMESPACE} AND {_ext("pg_class", "c.oid")}
+    ORDER BY 1
+"""
+
+
+def populated_matviews(conn: psycopg.Connection[Any]) -> list[str]:
+    """Materialized views holding data: a restore must populate each of them again."""
+    return [str(r[0]) for r in conn.execute(POPULATED_MATVIEWS_SQL).fetchall()]  # type: ignore[arg-type]
+
+
 def row_counts(conn: psycopg.Connection[Any]) -> dict[str, int]:
     """Exact count(*) of every user table (ONLY: partitions are counted on their own)."""
     counts = {}
@@ -143,6 +156,7 @@ class Manifest:
     structure: dict[str, list[str]]
     pg_dump_version: str = ""
     dump: dict[str, Any] = field(default_factory=dict)
+    matviews_populated: list[str] | None = None  # None: a manifest written before this was recorded
 
     @property
     def structure_sha256(self) -> str:
@@ -157,6 +171,7 @@ class Manifest:
                 "server_version": self.server_version,
                 "pg_dump_version": self.pg_dump_version,
                 "dump": self.dump,
+                "matviews_populated": self.matviews_populated,
                 "row_counts": self.row_counts,
                 "structure_sha256": self.structure_sha256,
                 "structure": self.structure,
@@ -176,6 +191,7 @@ class Manifest:
             server_version=data["server_version"],
             pg_dump_version=data.get("pg_dump_version", ""),
             dump=data.get("dump", {}),
+            matviews_populated=data.get("matviews_populated"),
             row_counts={k: int(v) for k, v in data["row_counts"].items()},
             structure={k: list(v) for k, v in data["structure"].items()},
         )
