@@ -103,7 +103,9 @@ def backup_logical(
     log: Log = print,
     timeout: float = 6 * 3600,
     pg_dump_args: Sequence[str] = (),
+    content_hash_max_bytes: int | None = manifest_mod.CONTENT_HASH_DEFAULT_MAX_BYTES,
 ) -> BackupResult:
+    """`content_hash_max_bytes`: hash the content of tables up to this size (None: no content hashes)."""
     conninfo, env = _split_secret(dsn)
     store, prefix = open_store(
         destination, endpoint_url=endpoint_url, region=region, profile=profile, sse=sse, kms_key_id=kms_key_id
@@ -135,6 +137,11 @@ def backup_logical(
                 counts = manifest_mod.row_counts(conn)
                 structure = manifest_mod.structure(conn)
                 matviews = manifest_mod.populated_matviews(conn)
+                content = (
+                    manifest_mod.content_hashes(conn, content_hash_max_bytes)
+                    if content_hash_max_bytes is not None
+                    else {}
+                )
                 dumped = dumping.result()
             conn.rollback()
         if dumped.returncode != 0:
@@ -150,6 +157,8 @@ def backup_logical(
             row_counts=counts,
             structure=structure,
             matviews_populated=matviews,
+            content=content,
+            content_max_bytes=content_hash_max_bytes,
             dump={"key": key, "size_bytes": size, "sha256": digest, "toc_entries": len(listing.entries)},
         )
         manifest_text = record.to_json()

@@ -168,6 +168,37 @@ def manifest_structure(db: Restored) -> CheckRecord:
     )
 
 
+def manifest_content(db: Restored) -> CheckRecord:
+    """Same row counts can hide altered rows: the content hash of each table must equal the one of backup time."""
+    expected = _require_manifest(db, "manifest_content")
+    if isinstance(expected, CheckRecord):
+        return expected
+    if expected.content_max_bytes is None:
+        raise NotApplicable("the backup job took no content hashes for this dump")
+    differ, missing = [], []
+    with db.connect() as conn:
+        manifest_mod.use_content_settings(conn)
+        for table, want in sorted(expected.content.items()):
+            if not conn.execute(MISSING_TABLE_SQL, (_table_sql(table).as_string(conn),)).fetchone()[0]:  # type: ignore[index]
+                if manifest_mod.content_hash(conn, table) != want:
+                    differ.append(table)
+            else:
+                missing.append(table)
+    shown = manifest_mod.CONTENT_HASH_SQL_SHOWN
+    if differ or missing:
+        problems = [f"{t}: rows differ from backup time" for t in differ] + [f"{t}: missing" for t in missing]
+        return _record(
+            "manifest_content", False, f"table content differs from the manifest: {_listed(problems)}", shown
+        )
+    return _record(
+        "manifest_content",
+        True,
+        f"{len(expected.content)} table(s) hold exactly the rows of backup time (content hashes; tables over "
+        f"{expected.content_max_bytes} bytes are only counted)",
+        shown,
+    )
+
+
 MATVIEW_SQL = (
     "SELECT schemaname, matviewname, format('%s.%s', quote_ident(schemaname), quote_ident(matviewname)), "
     "ispopulated FROM pg_matviews"
@@ -251,12 +282,14 @@ FEEDING_SEQUENCES_SQL = """
         FROM pg_depend d JOIN pg_attrdef ad ON ad.oid = d.objid
         WHERE d.classid = 'pg_attrdef'::regclass AND d.refclassid = 'pg_class'::regclass
     )
-    SELECT s.oid::regclass::text, c.oid::regclass::text, quote_ident(a.attname),
+    SELECT format('%I.%I', sn.nspname, s.relname), format('%I.%I', cn.nspname, c.relname), quote_ident(a.attname),
            string_agg(DISTINCT f.how, ', '), ps.seqincrement, ps.seqcycle
     FROM feeds f
     JOIN pg_class s ON s.oid = f.seq AND s.relkind = 'S'
+    JOIN pg_namespace sn ON sn.oid = s.relnamespace
     JOIN pg_sequence ps ON ps.seqrelid = s.oid
     JOIN pg_class c ON c.oid = f.rel AND c.relkind IN ('r', 'p') AND NOT c.relispartition
+    JOIN pg_namespace cn ON cn.oid = c.relnamespace
     JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = f.attnum AND NOT a.attisdropped
     WHERE a.atttypid IN ('smallint'::regtype, 'integer'::regtype, 'bigint'::regtype, 'numeric'::regtype)
     GROUP BY 1, 2, 3, 5, 6
@@ -408,6 +441,7 @@ GENERIC: dict[str, Callable[[Restored], CheckRecord]] = {
     "toc_tables": toc_tables,
     "manifest_row_counts": manifest_row_counts,
     "manifest_structure": manifest_structure,
+    "manifest_content": manifest_content,
     "matviews_populated": matviews_populated,
     "amcheck": amcheck,
     "sequences": sequences,
