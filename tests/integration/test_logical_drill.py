@@ -63,6 +63,7 @@ def test_healthy_backups_pass_every_check(drill: Drill) -> None:
         "toc_tables",
         "manifest_row_counts",
         "manifest_structure",
+        "manifest_content",
         "matviews_populated",
         "amcheck",
         "sequences",
@@ -342,7 +343,7 @@ def test_databases_in_parallel_restore_once_each(drill: Drill) -> None:
     for path in records:
         record = json.loads(path.read_text())
         assert record["verdict"] == "passed"
-        assert len(record["checks"]) == 11, [c["name"] for c in record["checks"]]
+        assert len(record["checks"]) == 12, [c["name"] for c in record["checks"]]
         assert record["notes"] == []
     assert_clean(drill, result)
 
@@ -353,7 +354,7 @@ def test_selecting_some_checks_is_recorded_as_a_partial_drill(drill: Drill) -> N
     assert result.returncode == 0, result.output
     record = drill.record()
     assert [c["name"] for c in record["checks"]] == ["amcheck"]
-    assert any(note.startswith("partial drill: 10 check(s) were not selected") for note in record["notes"])
+    assert any(note.startswith("partial drill: 11 check(s) were not selected") for note in record["notes"])
 
 
 def test_healthy_dump_from_another_tool_passes_without_a_manifest(drill: Drill) -> None:

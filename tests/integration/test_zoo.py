@@ -60,6 +60,7 @@ def test_every_zoo_drill_passes(zoo_run: tuple[Zoo, Path, Path]) -> None:
     assert "1 cycling sequence(s) not compared" in full["sequences"]
     assert "1 materialized view(s) populated at backup time" in full["matviews_populated"]
     assert full["manifest_row_counts"].startswith("25 tables, 10054")
+    assert full["manifest_content"].startswith("25 table(s) hold exactly the rows of backup time")
     assert leftovers(workdir) == []
 
 
