@@ -10,9 +10,10 @@ What a typical hand-written daily backup script does, done properly:
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -101,7 +102,10 @@ def backup_logical(
     now: datetime | None = None,
     log: Log = print,
     timeout: float = 6 * 3600,
+    pg_dump_args: Sequence[str] = (),
+    content_hash_max_bytes: int | None = manifest_mod.CONTENT_HASH_DEFAULT_MAX_BYTES,
 ) -> BackupResult:
+    """`content_hash_max_bytes`: hash the content of tables up to this size (None: no content hashes)."""
     if retention_days < 1:
         raise ConfigError(f"the retention must be at least 1 day, not {retention_days}: it decides what is deleted")
     conninfo, env = _split_secret(dsn)
@@ -127,13 +131,19 @@ def backup_logical(
             with ThreadPoolExecutor(max_workers=1) as pool:
                 dumping = pool.submit(
                     proc.run,
-                    [pg_dump, "-Fc", f"--snapshot={snapshot}", "-f", str(dump_path), "-d", conninfo],
+                    [pg_dump, "-Fc", *pg_dump_args, f"--snapshot={snapshot}", "-f", str(dump_path), "-d", conninfo],
                     timeout=timeout,
                     env=env,
                     what="pg_dump",
                 )
                 counts = manifest_mod.row_counts(conn)
                 structure = manifest_mod.structure(conn)
+                matviews = manifest_mod.populated_matviews(conn)
+                content = (
+                    manifest_mod.content_hashes(conn, content_hash_max_bytes)
+                    if content_hash_max_bytes is not None
+                    else {}
+                )
                 dumped = dumping.result()
             conn.rollback()
         if dumped.returncode != 0:
@@ -148,8 +158,12 @@ def backup_logical(
             pg_dump_version=pg_dump_version,
             row_counts=counts,
             structure=structure,
+            matviews_populated=matviews,
+            content=content,
+            content_max_bytes=content_hash_max_bytes,
             dump={"key": key, "size_bytes": size, "sha256": digest, "toc_entries": len(listing.entries)},
         )
+        manifest_text = record.to_json()
         metadata = {
             "db": label,
             "taken-at": taken_at.isoformat(),
@@ -157,13 +171,16 @@ def backup_logical(
             "size-bytes": str(size),
             "server-version": server_version,
             "pg-dump-version": pg_dump_version,
-            "manifest-sha256": record.structure_sha256,
+            "source-database": database,
+            "structure-sha256": record.structure_sha256,
+            # Of the manifest file exactly as uploaded: the drill refuses a manifest edited afterwards.
+            "manifest-sha256": hashlib.sha256(manifest_text.encode()).hexdigest(),
         }
         manifest_key = key.removesuffix(".dump") + ".manifest.json"
         if dry_run:
             log(f"dry run: would upload {store.location(key)} ({size} bytes, sha256 {digest})")
         else:
-            store.put_text(manifest_key, record.to_json(), {"db": label, "taken-at": taken_at.isoformat()})
+            store.put_text(manifest_key, manifest_text, {"db": label, "taken-at": taken_at.isoformat()})
             store.upload(dump_path, key, metadata)
             log(f"uploaded {store.location(key)} ({size} bytes, sha256 {digest[:12]}...)")
         pruned = (

@@ -71,6 +71,15 @@ def _parser() -> argparse.ArgumentParser:
     logical.add_argument("--profile")
     logical.add_argument("--retention-days", type=_days, default=30, help="prune date folders older than this (>= 1)")
     logical.add_argument(
+        "--content-hash-max-mb",
+        type=int,
+        default=1024,
+        help="record a content hash of every table up to this size in the manifest (default 1024 MB)",
+    )
+    logical.add_argument(
+        "--no-content-hashes", action="store_true", help="record row counts only (this database's choice)"
+    )
+    logical.add_argument(
         "--dry-run",
         action="store_true",
         help="dump and verify, but upload and delete nothing; list what pruning would delete",
@@ -146,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
                 kms_key_id=args.kms_key_id,
                 retention_days=args.retention_days,
                 dry_run=args.dry_run,
+                content_hash_max_bytes=None if args.no_content_hashes else args.content_hash_max_mb * 1024**2,
             )
             print(
                 f"backup {'verified (dry run)' if args.dry_run else 'done'}: {result.location}, "

@@ -71,6 +71,11 @@ class LogicalSource(Strict):
     region: str | None = None
     profile: str | None = None
     dump_name: str | None = Field(None, description="the <db> part of the dump keys, if not the database name")
+    source_database: str | None = Field(
+        None,
+        description="the database the archive header must name (default: dump_name, else the database's key); "
+        "a dump of any other database under the key fails the drill",
+    )
     retention_days: int = Field(30, ge=1, description="window in which gaps between dumps are measured")
     require_manifest: bool = Field(False, description="fail when the dump has no manifest")
 

@@ -43,6 +43,10 @@ class BackupInfo(BaseModel):
     server_version: str | None = None
     pg_dump_version: str | None = None
     manifest: str | None = None
+    manifest_sha256: str | None = None
+    manifest_sha256_expected: str | None = None
+    database: str | None = Field(None, description="the database named in the archive header")
+    database_expected: str | None = None
 
 
 class Stages(BaseModel):

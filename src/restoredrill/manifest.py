@@ -124,6 +124,19 @@ def tables(conn: psycopg.Connection[Any]) -> list[tuple[str, str]]:
     return [(str(s), str(t)) for s, t in conn.execute(_TABLES).fetchall()]
 
 
+POPULATED_MATVIEWS_SQL = f"""
+    SELECT format('%s.%s', quote_ident(n.nspname), quote_ident(c.relname))
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE c.relkind = 'm' AND c.relispopulated AND {_USER_NAMESPACE} AND {_ext("pg_class", "c.oid")}
+    ORDER BY 1
+"""
+
+
+def populated_matviews(conn: psycopg.Connection[Any]) -> list[str]:
+    """Materialized views holding data: a restore must populate each of them again."""
+    return [str(r[0]) for r in conn.execute(POPULATED_MATVIEWS_SQL).fetchall()]  # type: ignore[arg-type]
+
+
 def row_counts(conn: psycopg.Connection[Any]) -> dict[str, int]:
     """Exact count(*) of every user table (ONLY: partitions are counted on their own)."""
     counts = {}
@@ -132,6 +145,58 @@ def row_counts(conn: psycopg.Connection[Any]) -> dict[str, int]:
         row = conn.execute(query).fetchone()
         counts[qualified(schema, table)] = int(row[0]) if row else 0
     return counts
+
+
+# Content hashes: per table, count(*) and the SUM of a 64-bit prefix of md5(row text) over every row, computed in
+# SQL so no row leaves the server. A sum does not depend on row order (a restore returns rows in another order);
+# an altered row changes it unless other changes cancel it exactly (about 2^-64 for unrelated changes). What it
+# cannot see: rows whose texts are swapped between rows (the same multiset of rows). Row text depends on session
+# settings (time zone, date and float formats): both sides render it with the same ones.
+CONTENT_SETTINGS = {
+    "TimeZone": "UTC",
+    "DateStyle": "ISO, YMD",
+    "IntervalStyle": "postgres",
+    "extra_float_digits": "3",
+    "bytea_output": "hex",
+    "lc_monetary": "C",
+}
+CONTENT_HASH_DEFAULT_MAX_BYTES = 1024**3  # tables larger than this are only counted: hashing reads every row
+_CONTENT_HASH = (
+    "SELECT coalesce(sum(('x' || left(md5(t::text), 16))::bit(64)::bigint::numeric), 0)::text FROM ONLY {} t"
+)
+_TABLE_SIZES = f"""
+    SELECT n.nspname, c.relname, pg_table_size(c.oid)
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE c.relkind = 'r' AND {_USER_NAMESPACE} AND {_ext("pg_class", "c.oid")}
+    ORDER BY 1, 2
+"""
+
+
+def use_content_settings(conn: psycopg.Connection[Any]) -> None:
+    """Render row text the same way at backup and at drill time (local to the transaction, if one is open)."""
+    for name, value in CONTENT_SETTINGS.items():
+        conn.execute("SELECT set_config(%s, %s, %s)", (name, value, not conn.autocommit))
+
+
+def content_hash(conn: psycopg.Connection[Any], table: str) -> str:
+    schema, _, name = table.partition(".")
+    query = sql.SQL(_CONTENT_HASH).format(sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(name)))
+    row = conn.execute(query).fetchone()
+    return str(row[0]) if row else "0"
+
+
+def content_hashes(conn: psycopg.Connection[Any], max_bytes: int) -> dict[str, str]:
+    """The content hash of every user table of at most `max_bytes` (qualified name -> decimal sum)."""
+    use_content_settings(conn)
+    found = {}
+    for schema, table, size in conn.execute(_TABLE_SIZES).fetchall():  # type: ignore[arg-type]
+        if int(size) <= max_bytes:
+            name = qualified(str(schema), str(table))
+            found[name] = content_hash(conn, name)
+    return found
+
+
+CONTENT_HASH_SQL_SHOWN = _CONTENT_HASH.replace("{}", "<each table>")
 
 
 @dataclass
@@ -143,6 +208,9 @@ class Manifest:
     structure: dict[str, list[str]]
     pg_dump_version: str = ""
     dump: dict[str, Any] = field(default_factory=dict)
+    matviews_populated: list[str] | None = None  # None: a manifest written before this was recorded
+    content: dict[str, str] = field(default_factory=dict)  # table -> content hash (tables under the size limit)
+    content_max_bytes: int | None = None  # None: content hashes were not taken
 
     @property
     def structure_sha256(self) -> str:
@@ -157,6 +225,9 @@ class Manifest:
                 "server_version": self.server_version,
                 "pg_dump_version": self.pg_dump_version,
                 "dump": self.dump,
+                "matviews_populated": self.matviews_populated,
+                "content": self.content,
+                "content_max_bytes": self.content_max_bytes,
                 "row_counts": self.row_counts,
                 "structure_sha256": self.structure_sha256,
                 "structure": self.structure,
@@ -176,6 +247,9 @@ class Manifest:
             server_version=data["server_version"],
             pg_dump_version=data.get("pg_dump_version", ""),
             dump=data.get("dump", {}),
+            matviews_populated=data.get("matviews_populated"),
+            content={k: str(v) for k, v in (data.get("content") or {}).items()},
+            content_max_bytes=data.get("content_max_bytes"),
             row_counts={k: int(v) for k, v in data["row_counts"].items()},
             structure={k: list(v) for k, v in data["structure"].items()},
         )

@@ -102,7 +102,8 @@ class DumpListing:
         return major_of(self.server_version) if self.server_version else None
 
     def tables(self) -> list[tuple[str, str]]:
-        return sorted({(e.schema, e.name) for e in self.entries if e.kind == "TABLE"})
+        """Tables and foreign tables the archive creates (partitions included; TABLE ATTACH only attaches)."""
+        return sorted({(e.schema, e.name) for e in self.entries if e.kind in ("TABLE", "FOREIGN TABLE")})
 
     def matviews(self) -> list[tuple[str, str]]:
         return sorted({(e.schema, e.name) for e in self.entries if e.kind == "MATERIALIZED VIEW"})
@@ -114,40 +115,109 @@ _HEADER = {
     "Dump Version": "archive_version",
     "dbname": "database",
 }
-# Object types whose names are followed by an owner column in `pg_restore --list` lines.
-_KINDS = sorted(
-    [
-        "TABLE DATA",
-        "TABLE",
-        "MATERIALIZED VIEW DATA",
-        "MATERIALIZED VIEW",
-        "VIEW",
-        "SEQUENCE SET",
-        "SEQUENCE OWNED BY",
-        "SEQUENCE",
-        "INDEX",
-        "CONSTRAINT",
-        "FK CONSTRAINT",
-        "FUNCTION",
-        "TRIGGER",
-        "EXTENSION",
-        "SCHEMA",
-        "TYPE",
-        "POLICY",
-        "DEFAULT",
-        "COMMENT",
-        "ACL",
-        "ROW SECURITY",
-    ],
-    key=len,
-    reverse=True,
+# Every entry type pg_dump 10-17 writes into an archive's TOC (the `desc` of its ArchiveEntry calls). Several are
+# several words long ("TABLE ATTACH", "SEQUENCE OWNED BY"): matched longest first, a line is never read as a
+# shorter type whose name starts with the rest of the type (that misread "TABLE ATTACH" as a table "ATTACH").
+KINDS: tuple[str, ...] = tuple(
+    sorted(
+        {
+            "ACCESS METHOD",
+            "ACL",
+            "AGGREGATE",
+            "BLOB",
+            "BLOB METADATA",
+            "BLOBS",
+            "CAST",
+            "CHECK CONSTRAINT",
+            "COLLATION",
+            "COMMENT",
+            "CONSTRAINT",
+            "CONVERSION",
+            "DATABASE",
+            "DATABASE PROPERTIES",
+            "DEFAULT",
+            "DEFAULT ACL",
+            "DOMAIN",
+            "DUMMY TYPE",
+            "ENCODING",
+            "EVENT TRIGGER",
+            "EXTENSION",
+            "FK CONSTRAINT",
+            "FOREIGN DATA WRAPPER",
+            "FOREIGN SERVER",
+            "FOREIGN TABLE",
+            "FUNCTION",
+            "INDEX",
+            "INDEX ATTACH",
+            "LARGE OBJECT",
+            "MATERIALIZED VIEW",
+            "MATERIALIZED VIEW DATA",
+            "OPERATOR",
+            "OPERATOR CLASS",
+            "OPERATOR FAMILY",
+            "POLICY",
+            "PROCEDURAL LANGUAGE",
+            "PROCEDURE",
+            "PUBLICATION",
+            "PUBLICATION TABLE",
+            "PUBLICATION TABLES IN SCHEMA",
+            "ROW SECURITY",
+            "RULE",
+            "SCHEMA",
+            "SEARCHPATH",
+            "SECURITY LABEL",
+            "SEQUENCE",
+            "SEQUENCE OWNED BY",
+            "SEQUENCE SET",
+            "SERVER",
+            "SHELL TYPE",
+            "STATISTICS",
+            "STDSTRINGS",
+            "SUBSCRIPTION",
+            "SUBSCRIPTION TABLE",
+            "TABLE",
+            "TABLE ATTACH",
+            "TABLE DATA",
+            "TEXT SEARCH CONFIGURATION",
+            "TEXT SEARCH DICTIONARY",
+            "TEXT SEARCH PARSER",
+            "TEXT SEARCH TEMPLATE",
+            "TRANSFORM",
+            "TRIGGER",
+            "TYPE",
+            "USER MAPPING",
+            "VIEW",
+        },
+        key=len,
+        reverse=True,
+    )
 )
-_ENTRY = re.compile(r"^(?P<id>\d+);\s+\d+\s+\d+\s+(?P<rest>.+)$")
+# `<dump id>; <catalog table oid> <object oid> <type> <schema or -> <name> <owner>`; names are printed unquoted
+# (newlines as spaces); the owner is the last word, or empty (the line then ends in a space: extensions, BLOBS).
+# An owner whose name holds a space would be read as part of the object's name: pg_restore quotes nothing.
+_ENTRY = re.compile(r"^(?P<id>\d+);\s+\d+\s+\d+\s+(?P<rest>.+)$", re.DOTALL)
+
+
+def _split_schema(rest: str, schemas: set[str]) -> tuple[str, str]:
+    """Schema and the rest. A schema name may hold spaces: the longest schema the archive defines wins."""
+    if rest.startswith("- "):
+        return "-", rest[2:]
+    known = sorted((s for s in schemas if rest.startswith(s + " ")), key=len, reverse=True)
+    schema = known[0] if known else rest.split(" ", 1)[0]
+    return schema, rest[len(schema) + 1 :]
+
+
+def _strip_owner(text: str) -> str:
+    """The name without its owner column: empty (a trailing space), else the last word."""
+    if text.endswith(" "):
+        return text[:-1]
+    return text.rsplit(" ", 1)[0] if " " in text else text
 
 
 def parse_listing(text: str) -> DumpListing:
     listing = DumpListing()
-    for line in text.splitlines():
+    lines: list[tuple[int, str, str]] = []
+    for line in text.split("\n"):
         if line.startswith(";"):
             body = line.lstrip(";").strip()
             if body.startswith("Archive created at"):
@@ -161,12 +231,14 @@ def parse_listing(text: str) -> DumpListing:
         if not match:
             continue
         rest = match["rest"]
-        kind = next((k for k in _KINDS if rest.startswith(k + " ")), None)
-        if kind is None:
-            continue
-        words = rest[len(kind) :].split()
-        if len(words) >= 3:  # schema, name (may contain spaces), owner
-            listing.entries.append(TocEntry(int(match["id"]), kind, words[0], " ".join(words[1:-1])))
+        kind = next((k for k in KINDS if rest.startswith(k + " ")), None)
+        if kind is not None:
+            lines.append((int(match["id"]), kind, rest[len(kind) + 1 :]))
+    # Schemas first: their names tell where a later entry's schema ends and its name begins.
+    schemas = {"public", "pg_catalog"} | {_strip_owner(r[2:]) for _i, k, r in lines if k == "SCHEMA"}
+    for dump_id, kind, rest in lines:
+        schema, tail = _split_schema(rest, schemas)
+        listing.entries.append(TocEntry(dump_id, kind, schema, _strip_owner(tail)))
     return listing
 
 

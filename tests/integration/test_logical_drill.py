@@ -4,6 +4,7 @@ defect, on broken ones. Every scenario also proves the drill left nothing behind
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -62,6 +63,7 @@ def test_healthy_backups_pass_every_check(drill: Drill) -> None:
         "toc_tables",
         "manifest_row_counts",
         "manifest_structure",
+        "manifest_content",
         "matviews_populated",
         "amcheck",
         "sequences",
@@ -105,7 +107,10 @@ def test_truncated_dump_from_another_tool_fails_on_restore_errors(drill: Drill) 
     record = drill.record()
     assert record["verdict"] == "failed"
     assert check(record, "restore_errors")["outcome"] == "failed"
-    assert "pg_restore" in record["reason"]
+    restore = check(record, "restore")
+    assert restore["outcome"] == "failed"  # pg_restore exited non-zero: the restore did not succeed
+    assert restore["detail"].startswith("pg_restore exited 1 restoring ")
+    assert record["reason"].startswith("restore: pg_restore exited 1")
     assert_clean(drill, result)
 
 
@@ -124,14 +129,24 @@ def test_one_flipped_byte_fails_on_checksum(drill: Drill) -> None:
     assert_clean(drill, result)
 
 
+def record_manifest(dump: Path, manifest: dict) -> None:
+    """Write a manifest as the backup job would have: its SHA-256 recorded in the dump's metadata."""
+    text = json.dumps(manifest)
+    dump.with_suffix(".manifest.json").write_text(text)
+    meta_path = dump.with_name(dump.name + ".meta.json")
+    meta = json.loads(meta_path.read_text())
+    meta["manifest-sha256"] = hashlib.sha256(text.encode()).hexdigest()
+    meta_path.write_text(json.dumps(meta))
+
+
 def test_dump_disagreeing_with_its_manifest_names_the_table_and_the_index(drill: Drill) -> None:
-    manifest_path = drill.newest().with_suffix(".manifest.json")
-    manifest = json.loads(manifest_path.read_text())
+    """The backup job's dump lost rows and an index its manifest saw (the manifest itself is intact)."""
+    manifest = json.loads(drill.newest().with_suffix(".manifest.json").read_text())
     real_orders = manifest["row_counts"]["public.orders"]
     manifest["row_counts"]["public.orders"] = real_orders + 5
     ghost = "CREATE INDEX orders_amount_idx ON public.orders USING btree (amount)"
     manifest["structure"]["indexes"].append(ghost)
-    manifest_path.write_text(json.dumps(manifest))
+    record_manifest(drill.newest(), manifest)
     drill.write_config()
     result = drill.run()
     assert result.returncode == 1, result.output
@@ -143,6 +158,55 @@ def test_dump_disagreeing_with_its_manifest_names_the_table_and_the_index(drill:
     structure = check(record, "manifest_structure")
     assert structure["outcome"] == "failed"
     assert f"missing index: {ghost}" in structure["detail"]
+    assert record["reason"].startswith("manifest_row_counts: row counts differ")
+    assert_clean(drill, result)
+
+
+def test_manifest_edited_after_the_backup_fails(drill: Drill) -> None:
+    manifest_path = drill.newest().with_suffix(".manifest.json")
+    manifest = json.loads(manifest_path.read_text())
+    manifest["row_counts"]["public.orders"] += 1
+    manifest_path.write_text(json.dumps(manifest, indent=1, sort_keys=True))
+    drill.write_config()
+    result = drill.run()
+    assert result.returncode == 1, result.output
+    record = drill.record()
+    assert record["verdict"] == "failed"
+    assert record["reason"].startswith("the manifest was changed after the backup: its sha256 is")
+    assert record["backup"]["manifest_sha256"] != record["backup"]["manifest_sha256_expected"]
+    assert_clean(drill, result)
+
+
+def test_healthy_manifest_checksum_is_recorded_and_matches(drill: Drill) -> None:
+    newest = drill.newest()
+    text = newest.with_suffix(".manifest.json").read_bytes()
+    meta = json.loads(newest.with_name(newest.name + ".meta.json").read_text())
+    assert meta["manifest-sha256"] == hashlib.sha256(text).hexdigest()
+    assert meta["source-database"] == "shop"
+
+
+def test_another_dump_swapped_in_is_named_as_such(drill: Drill) -> None:
+    dumps = drill.dumps()
+    shutil.copyfile(dumps[0], dumps[-1])  # three days older, a complete and valid archive of the same database
+    drill.write_config()
+    result = drill.run()
+    assert result.returncode == 1, result.output
+    reason = drill.record()["reason"]
+    assert reason.startswith("not the dump the backup job wrote: size ")
+    assert f"vs {json.loads(dumps[-1].with_name(dumps[-1].name + '.meta.json').read_text())['size-bytes']}" in reason
+    assert "sha256 " in reason
+    assert_clean(drill, result)
+
+
+def test_a_configured_table_missing_after_the_restore_is_a_defect(drill: Drill) -> None:
+    drill.write_config(extra='[[databases.shop.checks.min_rows]]\ntable = "public.payments"\nmin = 1\n')
+    result = drill.run()
+    assert result.returncode == 1, result.output
+    record = drill.record()
+    assert record["verdict"] == "failed"
+    payments = check(record, "min_rows:public.payments")
+    assert payments["outcome"] == "failed"
+    assert payments["detail"] == "public.payments is missing after the restore: the backup does not hold it"
     assert_clean(drill, result)
 
 
@@ -279,7 +343,7 @@ def test_databases_in_parallel_restore_once_each(drill: Drill) -> None:
     for path in records:
         record = json.loads(path.read_text())
         assert record["verdict"] == "passed"
-        assert len(record["checks"]) == 11, [c["name"] for c in record["checks"]]
+        assert len(record["checks"]) == 12, [c["name"] for c in record["checks"]]
         assert record["notes"] == []
     assert_clean(drill, result)
 
@@ -291,8 +355,8 @@ def test_selecting_some_checks_is_recorded_as_a_partial_drill(drill: Drill) -> N
     record = drill.record()
     assert [c["name"] for c in record["checks"]] == ["amcheck"]
     assert record["verdict"] == "partial"
-    assert len(record["left_out"]) == 10
-    assert record["reason"].startswith("partial drill: 10 of 11 checks did not run")
+    assert len(record["left_out"]) == 11
+    assert record["reason"].startswith("partial drill: 11 of 12 checks did not run")
 
 
 def test_healthy_dump_from_another_tool_passes_without_a_manifest(drill: Drill) -> None:

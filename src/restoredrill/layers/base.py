@@ -23,6 +23,25 @@ from restoredrill.errors import BackupDefect, CouldNotVerify, RestoreDrillError
 from restoredrill.evidence import CheckRecord, DrillRecord, Objectives, base_tool_versions, iso, utcnow
 
 Log = Callable[[str], None]
+
+# Which failure the headline (record.reason) names when several checks fail: data or structure lost first (a
+# restore that failed lost whatever it could not restore), then other findings on the restored data, then a wrong
+# or corrupt archive, then missed objectives; ties go by check order. The first failing check in check order hid
+# the real finding behind a symptom. Every failing check stays in the record.
+LOST, FINDING, ARCHIVE, OBJECTIVE = 0, 1, 2, 3
+SEVERITY: dict[str, int] = {
+    **dict.fromkeys(("restore", "toc_tables", "manifest_row_counts", "manifest_structure", "manifest_content"), LOST),
+    **dict.fromkeys(("min_rows", "matviews_populated"), LOST),
+    **dict.fromkeys(("restore_errors", "amcheck"), ARCHIVE),
+    **dict.fromkeys(("rpo_newest_age", "rpo_largest_gap", "rto"), OBJECTIVE),
+}
+
+
+def severity(check_name: str) -> int:
+    """LOST ... OBJECTIVE; checks not listed (sequences, sql:..., a team's own) are findings."""
+    return SEVERITY.get(check_name.split(":", 1)[0], FINDING)
+
+
 CheckFunction = Callable[[Restored], CheckRecord]
 
 
@@ -138,9 +157,10 @@ class Drill:
 
     def _verdict(self) -> None:
         record = self.record
-        failed = [c for c in record.checks if c.outcome == "failed"]
+        failed = sorted((c for c in record.checks if c.outcome == "failed"), key=lambda c: severity(c.name))
         errors = [c for c in record.checks if c.outcome == "error" and not c.detail.startswith("not run:")]
         database_checks = set(self.database_checks())
+        # A defect found before any restore (a wrong or damaged archive): no data check ran to outrank it.
         if isinstance(self.failure, BackupDefect):
             record.verdict, record.reason = "failed", str(self.failure)
         elif failed:

@@ -21,6 +21,7 @@ from restoredrill.config import DrillConfig
 from restoredrill.durations import format_duration
 from restoredrill.errors import BackupDefect, CouldNotVerify
 from restoredrill.evidence import CheckRecord, iso, utcnow
+from restoredrill.layers import logical_records as records
 from restoredrill.layers.base import CheckFunction, Drill, Log
 from restoredrill.layers.logical_keys import DumpKey, dumps_of, recovery_point
 from restoredrill.manifest import Manifest
@@ -97,9 +98,10 @@ class LogicalDrill(Drill):
             except (ValueError, KeyError, TypeError) as exc:
                 raise BackupDefect(f"the manifest {newest.manifest_key} is unreadable: {exc}") from None
             backup.manifest = store.location(newest.manifest_key)
-        expected_sha = metadata.get("sha256") or (manifest.dump.get("sha256") if manifest else None)
-        expected_size = metadata.get("size-bytes") or (manifest.dump.get("size_bytes") if manifest else None)
-        backup.sha256_expected = expected_sha
+            backup.manifest_sha256_expected = metadata.get("manifest-sha256")
+            backup.manifest_sha256 = records.verify_manifest_file(manifest_text, metadata, manifest)
+        recorded = records.Recorded.of(metadata, manifest)
+        backup.sha256_expected = recorded.sha256
 
         # Fetch: streamed to disk, hashed on the way. RTO starts here.
         self.fetch_dir = Path(tempfile.mkdtemp(prefix=PREFIX + "fetch-", dir=workdir_base(self.config.target.workdir)))
@@ -109,17 +111,8 @@ class LogicalDrill(Drill):
         download = store.download(newest.key, self.fetch_dir / "backup.dump")
         self.record.stages.fetch_s = round(time.monotonic() - started, 3)
         backup.size_bytes, backup.sha256 = download.size_bytes, download.sha256
-        if expected_size is not None and int(expected_size) != download.size_bytes:
-            raise BackupDefect(
-                f"the dump is truncated or padded: {download.size_bytes} bytes fetched, the backup "
-                f"job wrote {int(expected_size)}"
-            )
-        if expected_sha and expected_sha != download.sha256:
-            raise BackupDefect(
-                f"checksum mismatch: the dump's sha256 is {download.sha256[:16]}..., the backup "
-                f"job recorded {expected_sha[:16]}...; it was corrupted or altered after upload"
-            )
-        if not expected_sha:
+        records.verify_dump(download.size_bytes, download.sha256, recorded)
+        if not recorded.sha256:
             self.record.notes.append("no checksum recorded at backup time: integrity rests on pg_restore alone")
 
         # Verify: the archive's header and TOC are readable, and we have a server for its major.
@@ -128,6 +121,7 @@ class LogicalDrill(Drill):
         )
         listing = pgtools.list_dump(reader, download.path)
         backup.server_version, backup.pg_dump_version = listing.server_version, listing.pg_dump_version
+        self._check_identity(listing.database)
         major = listing.server_major
         assert major is not None
         # Restore into a fresh database of a throwaway instance: a container of the dump's major, or a local
@@ -213,6 +207,16 @@ class LogicalDrill(Drill):
         # The dump is no longer needed once restored: free the disk before the checks run.
         download.path.unlink(missing_ok=True)
 
+    def _check_identity(self, archived: str | None) -> None:
+        """The archive must hold the configured database: another database's dump under this key is a defect."""
+        expected = self.source.source_database or self.source.dump_name or self.database
+        self.record.backup.database, self.record.backup.database_expected = archived, expected
+        if archived != expected:
+            raise BackupDefect(
+                f"the dump holds database '{archived}', not '{expected}': another database's dump is stored under "
+                f"this key (set logical.source_database if the source database has another name)"
+            )
+
     @staticmethod
     def _version(tool: str) -> str:
         with contextlib.suppress(CouldNotVerify):
@@ -222,6 +226,21 @@ class LogicalDrill(Drill):
     # ----- stage 2: checks, one test item each ---------------------------------------------------------
     def database_checks(self) -> dict[str, CheckFunction]:
         return {**checks_mod.GENERIC, **checks_mod.configured_checks(self.db_config.checks)}
+
+    def restore_outcome(self) -> CheckRecord:
+        """A database came up, but pg_restore exiting non-zero means the restore itself failed."""
+        record = super().restore_outcome()
+        if self.restored is not None and self.restored.restore_returncode != 0:
+            errors = self.restored.restore_errors
+            quoted = "; ".join(errors[:3]) or self.restore_log_tail(3) or "no message"
+            record = CheckRecord(
+                name="restore",
+                outcome="failed",
+                detail=f"pg_restore exited {self.restored.restore_returncode} restoring {self.record.backup.id}: "
+                f"{quoted}" + (f"; and {len(errors) - 3} more error(s)" if len(errors) > 3 else ""),
+            )
+            self.record.add_check(record)
+        return record
 
     def restore_detail(self) -> str:
         backup = self.record.backup
