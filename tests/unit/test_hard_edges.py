@@ -3,6 +3,7 @@ can only be usage errors are refused when the configuration is loaded, not half-
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -167,6 +168,16 @@ def test_a_cipher_passphrase_in_pgbackrest_options_is_refused_pointing_at_the_va
     message = str(caught.value)
     assert "cipher_pass_env" in message
     assert "Sekret-Pass-1" not in message
+
+
+def test_redacting_twice_changes_nothing_and_keeps_json_valid() -> None:
+    text = "password = 'Pw-1x' password=Pw-2x aws_secret_access_key: K-3x cipher-pass=C-4x postgresql://u:U-5x@h/d"
+    once = proc.redact(text)
+    assert proc.redact(once) == once
+    for secret in ("Pw-1x", "Pw-2x", "K-3x", "C-4x", "U-5x"):
+        assert secret not in once
+    document = json.dumps({"sql": once, "next": "kept"})
+    assert json.loads(proc.redact(document)) == {"sql": once, "next": "kept"}
 
 
 def test_check_records_are_redacted_where_they_are_made() -> None:
