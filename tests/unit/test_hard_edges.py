@@ -20,10 +20,14 @@ from restoredrill.report import redact as report_redact
 TEN_MB = 10 * 1024 * 1024
 
 
-def _seconds(work: Callable[[], object]) -> float:
-    started = time.monotonic()
-    work()
-    return time.monotonic() - started
+def _seconds(work: Callable[[], object], tries: int = 1) -> float:
+    """The fastest of `tries` runs: the machine is shared, and only the best case measures the algorithm."""
+    best = float("inf")
+    for _ in range(tries):
+        started = time.monotonic()
+        work()
+        best = min(best, time.monotonic() - started)
+    return best
 
 
 def test_redacting_a_10_mb_string_takes_well_under_a_second() -> None:
@@ -57,9 +61,8 @@ def test_redaction_time_grows_linearly_on_adversarial_text(shape: str) -> None:
         report_redact.redact,
         lambda text: report_redact.config_secrets({"endpoint_url": text, "options": [text]}, env={}),
     ):
-        work(small)  # warm up
-        base = max(_seconds(lambda work=work: work(small)), 0.02)
-        took = _seconds(lambda work=work: work(large))
+        base = max(_seconds(lambda work=work: work(small), tries=3), 0.02)
+        took = _seconds(lambda work=work: work(large), tries=2)
         assert took < 25 * base, (shape, took, base)
         assert took < 5.0, (shape, took)
 
