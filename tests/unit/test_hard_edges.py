@@ -21,12 +21,13 @@ TEN_MB = 10 * 1024 * 1024
 
 
 def _seconds(work: Callable[[], object], tries: int = 1) -> float:
-    """The fastest of `tries` runs: the machine is shared, and only the best case measures the algorithm."""
+    """CPU seconds of the fastest of `tries` runs: the machine is shared, and waiting for a core is not the
+    algorithm's cost."""
     best = float("inf")
     for _ in range(tries):
-        started = time.monotonic()
+        started = time.process_time()
         work()
-        best = min(best, time.monotonic() - started)
+        best = min(best, time.process_time() - started)
     return best
 
 
@@ -37,7 +38,7 @@ def test_redacting_a_10_mb_string_takes_well_under_a_second() -> None:
 
 
 # Each shape once made a redaction pattern scan to the end of the text from every position (quadratic).
-# Time must grow linearly: 10x the text may cost at most ~10x (slack for a busy machine), never 100x.
+# Time must grow linearly: 10x the text may cost ~10x (slack for a busy machine), never 100x.
 ADVERSARIAL = {
     "letters": "a",
     "dotted": "a.",
@@ -61,9 +62,9 @@ def test_redaction_time_grows_linearly_on_adversarial_text(shape: str) -> None:
         report_redact.redact,
         lambda text: report_redact.config_secrets({"endpoint_url": text, "options": [text]}, env={}),
     ):
-        base = max(_seconds(lambda work=work: work(small), tries=3), 0.02)
+        base = max(_seconds(lambda work=work: work(small), tries=3), 0.05)
         took = _seconds(lambda work=work: work(large), tries=2)
-        assert took < 25 * base, (shape, took, base)
+        assert took < 30 * base, (shape, took, base)  # quadratic would be 100x
         assert took < 5.0, (shape, took)
 
 
