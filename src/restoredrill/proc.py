@@ -34,10 +34,13 @@ URL_USERINFO = re.compile(r"(://[^:/@\s]++:)([^@\s/]++)(@)")  # any scheme://use
 # literal and costs ~0.3 s per 10 MB and pattern. Keywords, separators and quotes are ASCII, and UTF-8 never
 # uses ASCII bytes inside a multi-byte character, so the byte offsets found are exact in the original text.
 # (`password=` also covers `PGPASSWORD=`.)
+# A value already masked is taken as just the mask, so redacting twice changes nothing: evidence JSON is
+# redacted again on its way out, and `\S++` would otherwise swallow the closing `",` after `password=***`.
+_VALUE = rb"(\*\*\*(?![^\s\"'])|'[^']*+'|\S++)"
 _KEYED = [
-    re.compile(rb"(password\s*+=\s*+)('[^']*+'|\S++)"),
-    re.compile(rb"(aws_secret_access_key\s*+[=:]\s*+)(\S++)"),
-    re.compile(rb"(cipher-pass\s*+[=:]\s*+)(\S++)"),
+    re.compile(rb"(password\s*+=\s*+)" + _VALUE),
+    re.compile(rb"(aws_secret_access_key\s*+[=:]\s*+)" + _VALUE),
+    re.compile(rb"(cipher-pass\s*+[=:]\s*+)" + _VALUE),
 ]
 MASK = "***"
 

@@ -53,10 +53,15 @@ def test_a_reports_dir_that_is_a_file_or_cannot_be_written(tmp_path: Path) -> No
 
 
 def test_a_workdir_under_proc_is_one_sentence(tmp_path: Path) -> None:
-    result = run(config(tmp_path, workdir="/proc/restoredrill-work"))
-    one_sentence(result)
-    assert "the workdir /proc/restoredrill-work cannot be created or written" in result.output
-    assert "FileNotFoundError" not in result.output
+    proc_dir = Path("/proc/restoredrill-work")
+    for result in (
+        run(config(tmp_path, workdir=str(proc_dir))),
+        run_cli("run", "--config", str(config(tmp_path)), workdir=proc_dir, timeout=120),  # RESTOREDRILL_WORKDIR
+        run_cli("janitor", "--workdir", str(proc_dir)),
+    ):
+        one_sentence(result)
+        assert f"the workdir {proc_dir} cannot be created or written" in result.output
+        assert "FileNotFoundError" not in result.output
 
 
 def test_a_workdir_too_long_for_the_postgresql_socket_is_a_usage_error(tmp_path: Path) -> None:

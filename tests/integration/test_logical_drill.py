@@ -379,3 +379,35 @@ def test_healthy_dump_from_another_tool_passes_without_a_manifest(drill: Drill) 
     record = drill.record()
     assert record["verdict"] == "failed"
     assert "has no manifest" in record["reason"]
+
+
+URL_SECRET, SQL_SECRET = "Url-Secret-91x", "Pw-Secret-92x"  # planted to prove they never leak
+
+
+def test_secrets_in_custom_sql_checks_reach_no_sink(drill: Drill) -> None:
+    """A URL password and a `password = '...'` literal in a team's check SQL, both failing so their SQL and
+    detail travel everywhere: stdout, JUnit XML, every Allure result and attachment, evidence, HTML report."""
+    drill.write_config(
+        extra=(
+            '[[databases.shop.checks.sql]]\nname = "url"\n'
+            f"sql = \"SELECT 'postgresql://reader:{URL_SECRET}@db.internal/shop'\"\nexpect = 1\n"
+            '[[databases.shop.checks.sql]]\nname = "password literal"\n'
+            f"sql = \"SELECT count(*) FROM (SELECT 'x' AS password) t WHERE password = '{SQL_SECRET}'\"\n"
+            "expect = 1\n"
+        )
+    )
+    result = drill.run()
+    assert result.returncode == 1, result.output
+    record = drill.record()
+    assert check(record, "sql:url")["outcome"] == "failed"
+    assert check(record, "sql:password literal")["outcome"] == "failed"
+    sinks = [p for p in drill.reports.rglob("*") if p.is_file()]
+    kinds = {p.parent.name for p in sinks} | {p.suffix for p in sinks}
+    assert {"junit", "allure-results", "evidence", ".html"} <= kinds, kinds
+    attachments = [p for p in (drill.reports / "allure-results").glob("*-attachment*")]
+    assert any("postgresql://reader:***@db.internal" in p.read_text(errors="replace") for p in attachments)
+    for secret in (URL_SECRET, SQL_SECRET):
+        assert secret not in result.output
+        for path in sinks:
+            assert secret not in path.read_text(errors="replace"), (secret, path)
+    assert_clean(drill, result)

@@ -3,6 +3,7 @@ can only be usage errors are refused when the configuration is loaded, not half-
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,10 +20,15 @@ from restoredrill.report import redact as report_redact
 TEN_MB = 10 * 1024 * 1024
 
 
-def _seconds(work: Callable[[], object]) -> float:
-    started = time.monotonic()
-    work()
-    return time.monotonic() - started
+def _seconds(work: Callable[[], object], tries: int = 1) -> float:
+    """CPU seconds of the fastest of `tries` runs: the machine is shared, and waiting for a core is not the
+    algorithm's cost."""
+    best = float("inf")
+    for _ in range(tries):
+        started = time.process_time()
+        work()
+        best = min(best, time.process_time() - started)
+    return best
 
 
 def test_redacting_a_10_mb_string_takes_well_under_a_second() -> None:
@@ -32,7 +38,7 @@ def test_redacting_a_10_mb_string_takes_well_under_a_second() -> None:
 
 
 # Each shape once made a redaction pattern scan to the end of the text from every position (quadratic).
-# Time must grow linearly: 10x the text may cost at most ~10x (slack for a busy machine), never 100x.
+# Time must grow linearly: 10x the text may cost ~10x (slack for a busy machine), never 100x.
 ADVERSARIAL = {
     "letters": "a",
     "dotted": "a.",
@@ -56,10 +62,9 @@ def test_redaction_time_grows_linearly_on_adversarial_text(shape: str) -> None:
         report_redact.redact,
         lambda text: report_redact.config_secrets({"endpoint_url": text, "options": [text]}, env={}),
     ):
-        work(small)  # warm up
-        base = max(_seconds(lambda work=work: work(small)), 0.02)
+        base = max(_seconds(lambda work=work: work(small), tries=3), 0.05)
         took = _seconds(lambda work=work: work(large))
-        assert took < 25 * base, (shape, took, base)
+        assert took < 30 * base, (shape, took, base)  # quadratic would be 100x
         assert took < 5.0, (shape, took)
 
 
@@ -167,6 +172,16 @@ def test_a_cipher_passphrase_in_pgbackrest_options_is_refused_pointing_at_the_va
     message = str(caught.value)
     assert "cipher_pass_env" in message
     assert "Sekret-Pass-1" not in message
+
+
+def test_redacting_twice_changes_nothing_and_keeps_json_valid() -> None:
+    text = "password = 'Pw-1x' password=Pw-2x aws_secret_access_key: K-3x cipher-pass=C-4x postgresql://u:U-5x@h/d"
+    once = proc.redact(text)
+    assert proc.redact(once) == once
+    for secret in ("Pw-1x", "Pw-2x", "K-3x", "C-4x", "U-5x"):
+        assert secret not in once
+    document = json.dumps({"sql": once, "next": "kept"})
+    assert json.loads(proc.redact(document)) == {"sql": once, "next": "kept"}
 
 
 def test_check_records_are_redacted_where_they_are_made() -> None:
