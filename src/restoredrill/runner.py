@@ -177,7 +177,7 @@ def _summary(console: Console, judged: Judgement, reports: Path, code: int, pyte
     """The table of drills, then one verdict line; every text from a record is escaped (it is not markup)."""
     if not judged.records:
         why = _why_nothing_ran(judged, code, pytest_args)
-        console.print(f"[bold yellow]COULD NOT VERIFY[/]: no drill left a record: {escape(why)}")
+        console.print(f"[bold yellow]COULD NOT VERIFY[/]: no drill left a record: {escape(why)}", soft_wrap=True)
         return
     table = Table(title="restore drills", show_lines=False)
     for column in ("database", "layer", "verdict", "RTO / objective", "RPO / objective", "reason"):
@@ -192,9 +192,9 @@ def _summary(console: Console, judged: Judgement, reports: Path, code: int, pyte
             escape(r.reason or ""),
         )
     console.print(table)
-    for line in findings(judged.records):
-        console.print(escape(line), highlight=False)
-    console.print(_headline(judged))
+    for line in findings(judged.records):  # soft wrap: one finding stays one line, whatever the width
+        console.print(escape(line), highlight=False, soft_wrap=True)
+    console.print(_headline(judged), highlight=False, soft_wrap=True)
     console.print(
         escape(f"evidence: {reports / 'evidence'}  junit: {reports / 'junit'}  allure: {reports / 'allure-results'}")
     )
