@@ -390,10 +390,10 @@ LARGEST_TABLES_SQL = """
 EXACT_COUNT_UP_TO_BYTES = 256 * 1024 * 1024  # counting this much takes well under a second
 
 
-def largest_tables(db: Restored, exact_up_to_bytes: int = EXACT_COUNT_UP_TO_BYTES) -> list[dict[str, int | str]]:
+def largest_tables(db: Restored, exact_up_to_bytes: int = EXACT_COUNT_UP_TO_BYTES) -> list[dict[str, bool | int | str]]:
     """The five largest tables with their row counts: exact (count(*)) up to a size, else the planner's
     estimate, marked as one (`rows_estimated`, `rows_source`)."""
-    found: list[dict[str, int | str]] = []
+    found: list[dict[str, bool | int | str]] = []
     with db.connect() as conn:
         for name, schema, table, size, reltuples, live in conn.execute(LARGEST_TABLES_SQL).fetchall():
             if size <= exact_up_to_bytes:

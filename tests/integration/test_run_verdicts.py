@@ -36,7 +36,7 @@ def test_selecting_one_layer_is_partial_everywhere(drill: Drill) -> None:
     _with_pgbackrest(drill)
     result = drill.run("-k", "logical")
     assert result.returncode == 4, result.output
-    verdict = [line for line in result.output.splitlines() if line.startswith(("PASSED", "PARTIAL"))]
+    verdict = [line for line in result.output.splitlines() if line.startswith(("PASSED:", "PARTIAL:"))]
     assert len(verdict) == 1, result.output
     assert verdict[0].startswith("PARTIAL: everything that ran passed, but this selection left out:")
     assert "shop / pgbackrest (latest) (not run)" in result.output
