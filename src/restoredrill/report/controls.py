@@ -175,11 +175,11 @@ def layer_status(
     state = worst(states)
     if state == "passed" and missing:
         state = "partial"
+    counted = ", ".join(f"{states.count(s)} {STATE_LABEL[s].lower()}" for s in STATE_LABEL if states.count(s))
+    text = f"{len(records)} drill(s): {counted}"
     if control.covers == "objectives":
         breaches = [f"{r.database}: {b}" for r in records for b in _breaches(r)]
-        text = "; ".join(breaches) if breaches else f"{states.count('passed')} of {len(records)} drill(s) within"
-    else:
-        text = f"{states.count('passed')} of {len(records)} drill(s) support it"
+        text = "objective breached: " + "; ".join(breaches) if breaches else f"{text}, every objective met"
     if missing:
         text += f"; {missing} planned drill(s) of this layer did not run"
     if control.regular:
