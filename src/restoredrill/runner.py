@@ -97,8 +97,9 @@ def run_drills(config_file: str | None, pytest_args: list[str]) -> int:
         # All items of one drill stay on one xdist worker: one restore per database, one complete record.
         "--dist=loadgroup",
         # A check's failure is evidence, not a traceback: the summary below prints one line per finding
-        # (pytest's own short summary would repeat each one, cut to the terminal width). Skips keep their reason.
-        "-rs",
+        # (pytest's short summary of failures would repeat each one, cut to the terminal width). Errors (a bug,
+        # not a finding) and skips keep pytest's line with their reason.
+        "-rEs",
         "--tb=no",
         f"--junitxml={junit}",
         f"--alluredir={reports / 'allure-results'}",

@@ -64,7 +64,8 @@ def test_selecting_some_checks_is_partial_and_names_what_did_not_run(drill: Dril
     assert "PARTIAL" in result.output
 
 
-def test_plain_pytest_exit_status_agrees_with_the_evidence(drill: Drill) -> None:
+@pytest.mark.parametrize("workers", ["0", "2"])  # in-process, and the xdist controller that runs no item itself
+def test_plain_pytest_exit_status_agrees_with_the_evidence(drill: Drill, workers: str) -> None:
     """Only the restore item: no check of the restored database ran, so nothing is verified (exit 3)."""
     config = drill.write_config()
     env = {k: v for k, v in os.environ.items() if not k.startswith("RESTOREDRILL_")}

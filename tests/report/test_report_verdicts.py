@@ -125,3 +125,14 @@ def test_largest_tables_show_exact_counts_and_mark_estimates(tmp_path: Path) -> 
     details = _text(build_report(tmp_path).html.read_text(), "drills")
     assert "public.orders ≈ 20,000 (estimate, pg_class.reltuples)" in details
     assert "public.users 2,000 (exact count)" in details
+
+
+def test_the_job_summary_says_partial_and_lists_what_did_not_run(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    summary = tmp_path / "summary.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    reports = tmp_path / "reports"
+    write(reports, [healthy("shop", RUN, NOW)])
+    build_report(reports, expected=PLAN)
+    text = summary.read_text()
+    assert "Restore drills: PARTIAL" in text
+    assert "Not run: shop / pgbackrest (latest) (not run)" in text
