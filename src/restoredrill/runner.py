@@ -21,6 +21,7 @@ from restoredrill.durations import format_duration
 from restoredrill.errors import ConfigError
 from restoredrill.evidence import DrillRecord, load_records, new_run_id
 from restoredrill.report.commands import after_run, before_run
+from restoredrill.report.model import VERDICT_LABEL
 from restoredrill.verdicts import (
     EXIT_COULD_NOT_VERIFY,
     EXIT_INTERRUPTED,
@@ -36,7 +37,6 @@ from restoredrill.verdicts import (
 PROJECT = Path(__file__).resolve().parents[2]
 DRILLS = PROJECT / "drills"
 _STYLE = {"passed": "bold green", "partial": "bold yellow", "failed": "bold red", "could_not_verify": "bold yellow"}
-VERDICT_WORD = {"passed": "PASSED", "partial": "PARTIAL", "failed": "FAILED", "could_not_verify": "COULD NOT VERIFY"}
 
 
 class _PytestStatus:
@@ -187,7 +187,7 @@ def _summary(console: Console, judged: Judgement, reports: Path, code: int, pyte
         table.add_row(
             escape(r.database),
             escape(r.layer + (f" ({r.variant})" if r.variant else "")),
-            f"[{_STYLE[r.verdict]}]{VERDICT_WORD[r.verdict]}[/]",
+            f"[{_STYLE[r.verdict]}]{VERDICT_LABEL[r.verdict]}[/]",
             f"{format_duration(r.rto_s)} / {format_duration(r.objectives.rto_s)}",
             f"{format_duration(r.rpo_s)} / {format_duration(r.objectives.rpo_s)}",
             escape(r.reason or ""),

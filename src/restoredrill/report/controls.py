@@ -185,3 +185,16 @@ def layer_status(
     if control.regular:
         text += f"; tested in {months_tested(history, layer, when)} month(s) of the 12 to {when:%Y-%m-%d}"
     return LayerStatus(layer, label, state, text)
+
+
+def control_state(layer_states: list[str]) -> str:
+    """One control over its layers: an exception anywhere is one; supported only when every layer is."""
+    if not layer_states or all(state == "not_tested" for state in layer_states):
+        return "not_tested"
+    if "failed" in layer_states:
+        return "failed"
+    if all(state == "passed" for state in layer_states):
+        return "passed"
+    if "could_not_verify" in layer_states:
+        return "could_not_verify"
+    return "partial"  # some layers support it, others were not (fully) tested
