@@ -97,10 +97,11 @@ def headline(judged: Judgement, drills: list[DrillView]) -> str:
         within = all(d.rto.state in ("ok", "warn") and d.rpo.state in ("ok", "warn") for d in drills)
         tail = ", every one within its RTO and RPO" if within else ""
         return f"All {total} drill{'s' if total != 1 else ''} restored the newest backup and passed every check{tail}."
-    if judged.verdict == "partial":
+    if judged.verdict == "partial":  # the list of what was left out follows the headline
+        checks = sum(len(r.left_out) for r in judged.partial)
         return (
-            f"Everything that ran passed, but this run was partial: it left out {left_out}. "
-            "Nothing is proven for what did not run."
+            f"Everything that ran passed, but the selection left out {len(judged.not_run)} planned drill(s) and "
+            f"{checks} check(s) of the drills that ran: nothing is proven for them."
         )
     failed = [d for d in drills if d.verdict == "failed"]
     unverified = [d for d in drills if d.verdict == "could_not_verify"]
