@@ -468,12 +468,41 @@ def run_check(name: str, func: Callable[[Restored], CheckRecord], db: Restored) 
     return record
 
 
+# By size on disk, which every restore keeps. Live-tuple statistics do not survive a physical restore
+# (crash recovery resets pg_stat counters: every table read 0 rows), and pg_restore runs no ANALYZE.
 LARGEST_TABLES_SQL = """
-    SELECT format('%I.%I', schemaname, relname), n_live_tup FROM pg_stat_user_tables
-    ORDER BY n_live_tup DESC, 1 LIMIT 5
+    SELECT format('%I.%I', n.nspname, c.relname), n.nspname, c.relname, pg_table_size(c.oid), c.reltuples::bigint,
+           s.n_live_tup
+    FROM pg_class c
+    JOIN pg_namespace n ON n.oid = c.relnamespace
+    LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid
+    WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+      AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'
+    ORDER BY pg_table_size(c.oid) DESC, 1 LIMIT 5
 """
+EXACT_COUNT_UP_TO_BYTES = 256 * 1024 * 1024  # counting this much takes well under a second
 
 
-def largest_tables(db: Restored) -> list[dict[str, int | str]]:
+def largest_tables(db: Restored, exact_up_to_bytes: int = EXACT_COUNT_UP_TO_BYTES) -> list[dict[str, bool | int | str]]:
+    """The five largest tables with their row counts: exact (count(*)) up to a size, else the planner's
+    estimate, marked as one (`rows_estimated`, `rows_source`)."""
+    found: list[dict[str, bool | int | str]] = []
     with db.connect() as conn:
-        return [{"table": str(t), "live_tuples": int(n)} for t, n in conn.execute(LARGEST_TABLES_SQL).fetchall()]
+        for name, schema, table, size, reltuples, live in conn.execute(LARGEST_TABLES_SQL).fetchall():
+            if size <= exact_up_to_bytes:
+                query = sql.SQL("SELECT count(*) FROM ONLY {}.{}").format(sql.Identifier(schema), sql.Identifier(table))
+                rows, source = conn.execute(query).fetchone()[0], "count(*)"  # type: ignore[index]
+            elif reltuples >= 0:  # -1: never vacuumed or analyzed
+                rows, source = reltuples, "pg_class.reltuples"
+            else:
+                rows, source = live or 0, "pg_stat_user_tables.n_live_tup"
+            found.append(
+                {
+                    "table": str(name),
+                    "rows": int(rows),
+                    "rows_estimated": source != "count(*)",
+                    "rows_source": source,
+                    "size_bytes": int(size),
+                }
+            )
+    return found

@@ -108,7 +108,7 @@ class DrillRecord(BaseModel):
         default_factory=list,
         description="checks of this drill that never ran: the selection left them out, or the session stopped first",
     )
-    largest_tables: list[dict[str, int | str]] = Field(default_factory=list)
+    largest_tables: list[dict[str, bool | int | str]] = Field(default_factory=list)
     backup_sets: list[dict[str, object]] = Field(default_factory=list)
     target_info: TargetInfo = Field(default_factory=TargetInfo)
     notes: list[str] = Field(default_factory=list)

@@ -22,6 +22,7 @@ from restoredrill.errors import ConfigError
 from restoredrill.evidence import DrillRecord, load_records, new_run_id
 from restoredrill.folders import writable_folder
 from restoredrill.report.commands import after_run, before_run
+from restoredrill.report.model import VERDICT_LABEL
 from restoredrill.targets.local import workdir_base
 from restoredrill.verdicts import (
     EXIT_COULD_NOT_VERIFY,
@@ -38,7 +39,6 @@ from restoredrill.verdicts import (
 PROJECT = Path(__file__).resolve().parents[2]
 DRILLS = PROJECT / "drills"
 _STYLE = {"passed": "bold green", "partial": "bold yellow", "failed": "bold red", "could_not_verify": "bold yellow"}
-VERDICT_WORD = {"passed": "PASSED", "partial": "PARTIAL", "failed": "FAILED", "could_not_verify": "COULD NOT VERIFY"}
 
 
 class _PytestStatus:
@@ -99,8 +99,9 @@ def run_drills(config_file: str | None, pytest_args: list[str]) -> int:
         # All items of one drill stay on one xdist worker: one restore per database, one complete record.
         "--dist=loadgroup",
         # A check's failure is evidence, not a traceback: the summary below prints one line per finding
-        # (pytest's own short summary would repeat each one, cut to the terminal width). Skips keep their reason.
-        "-rs",
+        # (pytest's short summary of failures would repeat each one, cut to the terminal width). Errors (a bug,
+        # not a finding) and skips keep pytest's line with their reason.
+        "-rEs",
         "--tb=no",
         f"--junitxml={junit}",
         f"--alluredir={reports / 'allure-results'}",
@@ -179,7 +180,7 @@ def _summary(console: Console, judged: Judgement, reports: Path, code: int, pyte
     """The table of drills, then one verdict line; every text from a record is escaped (it is not markup)."""
     if not judged.records:
         why = _why_nothing_ran(judged, code, pytest_args)
-        console.print(f"[bold yellow]COULD NOT VERIFY[/]: no drill left a record: {escape(why)}")
+        console.print(f"[bold yellow]COULD NOT VERIFY[/]: no drill left a record: {escape(why)}", soft_wrap=True)
         return
     table = Table(title="restore drills", show_lines=False)
     for column in ("database", "layer", "verdict", "RTO / objective", "RPO / objective", "reason"):
@@ -188,15 +189,15 @@ def _summary(console: Console, judged: Judgement, reports: Path, code: int, pyte
         table.add_row(
             escape(r.database),
             escape(r.layer + (f" ({r.variant})" if r.variant else "")),
-            f"[{_STYLE[r.verdict]}]{VERDICT_WORD[r.verdict]}[/]",
+            f"[{_STYLE[r.verdict]}]{VERDICT_LABEL[r.verdict]}[/]",
             f"{format_duration(r.rto_s)} / {format_duration(r.objectives.rto_s)}",
             f"{format_duration(r.rpo_s)} / {format_duration(r.objectives.rpo_s)}",
             escape(r.reason or ""),
         )
     console.print(table)
-    for line in findings(judged.records):
-        console.print(escape(line), highlight=False)
-    console.print(_headline(judged))
+    for line in findings(judged.records):  # soft wrap: one finding stays one line, whatever the width
+        console.print(escape(line), highlight=False, soft_wrap=True)
+    console.print(_headline(judged), highlight=False, soft_wrap=True)
     console.print(
         escape(f"evidence: {reports / 'evidence'}  junit: {reports / 'junit'}  allure: {reports / 'allure-results'}")
     )

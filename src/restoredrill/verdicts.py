@@ -8,14 +8,14 @@ Its own exit code (4) lets a CI job tell "all passed" from "what ran passed".
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
-from restoredrill.evidence import DrillRecord
+from restoredrill.evidence import DrillRecord, Verdict
 
 if TYPE_CHECKING:
     from restoredrill.config import DrillConfig
 
-RunVerdict = Literal["passed", "partial", "failed", "could_not_verify"]
+RunVerdict = Verdict  # a run reads like a drill: passed, partial, failed or could not verify
 LAYERS = ("logical", "pgbackrest", "rds")
 EXIT_PASSED, EXIT_FAILED, EXIT_USAGE, EXIT_COULD_NOT_VERIFY, EXIT_PARTIAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
 EXIT_CODES = {

@@ -64,6 +64,9 @@ def test_healthy_repository_passes_every_recovery_target_and_is_left_untouched(s
         assert record["stages"]["restore_s"] > 0
         assert record["stages"]["recovery_s"] > 0
         assert record["rto_s"] >= record["stages"]["restore_s"]
+        tables = {t["table"]: t for t in record["largest_tables"]}  # pg_stat counters do not survive: counted
+        assert tables["public.ledger"]["rows"] > 0, (kind, tables)
+        assert tables["public.ledger"]["rows_estimated"] is False
     latest = found["latest"]
     assert [s["type"] for s in latest["backup_sets"]] == ["full", "diff", "incr"]
     assert {"label", "start", "stop", "wal_start", "wal_stop", "size_bytes", "database_version"} <= set(

@@ -70,8 +70,8 @@ def healthy(
             CheckRecord(name=n, outcome="passed", detail=f"{n} as expected", sql=s, duration_s=0.02) for n, s in CHECKS
         ],
         largest_tables=[
-            {"table": "public.orders", "live_tuples": 20000},
-            {"table": "public.users", "live_tuples": 2000},
+            {"table": "public.orders", "rows": 20000, "rows_estimated": True, "rows_source": "pg_class.reltuples"},
+            {"table": "public.users", "rows": 2000, "rows_estimated": False, "rows_source": "count(*)"},
         ],
         target_info=TargetInfo(
             kind="local", server_version="15.18", bindir="/usr/lib/postgresql/15/bin", startup_s=1.4

@@ -118,3 +118,21 @@ def test_trend_delta_compares_shares_of_the_objective() -> None:
     history = load_history(Path("/nonexistent"), [before, now], up_to_run=RUN)
     view = drill_view(1, now, "f", "s", history.series[("shop", "logical", None)])
     assert view.delta("rto_s") == "5.0% of its objective, was 5.0% on 2026-10-02"
+
+
+def test_largest_tables_show_exact_counts_and_mark_estimates(tmp_path: Path) -> None:
+    write(tmp_path, [healthy("shop", RUN, NOW)])
+    details = _text(build_report(tmp_path).html.read_text(), "drills")
+    assert "public.orders ≈ 20,000 (estimate, pg_class.reltuples)" in details
+    assert "public.users 2,000 (exact count)" in details
+
+
+def test_the_job_summary_says_partial_and_lists_what_did_not_run(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    summary = tmp_path / "summary.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    reports = tmp_path / "reports"
+    write(reports, [healthy("shop", RUN, NOW)])
+    build_report(reports, expected=PLAN)
+    text = summary.read_text()
+    assert "Restore drills: PARTIAL" in text
+    assert "Not run: shop / pgbackrest (latest) (not run)" in text

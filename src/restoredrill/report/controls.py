@@ -175,13 +175,26 @@ def layer_status(
     state = worst(states)
     if state == "passed" and missing:
         state = "partial"
+    counted = ", ".join(f"{states.count(s)} {STATE_LABEL[s].lower()}" for s in STATE_LABEL if states.count(s))
+    text = f"{len(records)} drill(s): {counted}"
     if control.covers == "objectives":
         breaches = [f"{r.database}: {b}" for r in records for b in _breaches(r)]
-        text = "; ".join(breaches) if breaches else f"{states.count('passed')} of {len(records)} drill(s) within"
-    else:
-        text = f"{states.count('passed')} of {len(records)} drill(s) support it"
+        text = "objective breached: " + "; ".join(breaches) if breaches else f"{text}, every objective met"
     if missing:
         text += f"; {missing} planned drill(s) of this layer did not run"
     if control.regular:
         text += f"; tested in {months_tested(history, layer, when)} month(s) of the 12 to {when:%Y-%m-%d}"
     return LayerStatus(layer, label, state, text)
+
+
+def control_state(layer_states: list[str]) -> str:
+    """One control over its layers: an exception anywhere is one; supported only when every layer is."""
+    if not layer_states or all(state == "not_tested" for state in layer_states):
+        return "not_tested"
+    if "failed" in layer_states:
+        return "failed"
+    if all(state == "passed" for state in layer_states):
+        return "passed"
+    if "could_not_verify" in layer_states:
+        return "could_not_verify"
+    return "partial"  # some layers support it, others were not (fully) tested

@@ -8,7 +8,15 @@ from datetime import datetime
 from restoredrill import __version__
 from restoredrill.durations import format_duration
 from restoredrill.report.context import RunContext
-from restoredrill.report.controls import CONTROLS, SCOPE_NOTE, STATE_LABEL, Control, LayerStatus, layer_status
+from restoredrill.report.controls import (
+    CONTROLS,
+    SCOPE_NOTE,
+    STATE_LABEL,
+    Control,
+    LayerStatus,
+    control_state,
+    layer_status,
+)
 from restoredrill.report.history import History, parse_time
 from restoredrill.report.model import LAYER_LABEL, VERDICT_LABEL, DrillView, shown, variant_rank
 from restoredrill.verdicts import Judgement, PlannedDrill, judge
@@ -51,8 +59,7 @@ class ReportView:
     databases: list[str]
     layers: list[tuple[str, str]]
     matrix: dict[tuple[str, str], Cell]
-    not_run: list[str]
-    left_out: list[str]
+    left_out: list[str]  # planned drills and checks that did not run, one phrase each
     environment: list[tuple[str, list[str]]]
     controls: list[ControlRow]
     scope_note: str
@@ -90,10 +97,11 @@ def headline(judged: Judgement, drills: list[DrillView]) -> str:
         within = all(d.rto.state in ("ok", "warn") and d.rpo.state in ("ok", "warn") for d in drills)
         tail = ", every one within its RTO and RPO" if within else ""
         return f"All {total} drill{'s' if total != 1 else ''} restored the newest backup and passed every check{tail}."
-    if judged.verdict == "partial":
+    if judged.verdict == "partial":  # the list of what was left out follows the headline
+        checks = sum(len(r.left_out) for r in judged.partial)
         return (
-            f"Everything that ran passed, but this run was partial: it left out {left_out}. "
-            "Nothing is proven for what did not run."
+            f"Everything that ran passed, but the selection left out {len(judged.not_run)} planned drill(s) and "
+            f"{checks} check(s) of the drills that ran: nothing is proven for them."
         )
     failed = [d for d in drills if d.verdict == "failed"]
     unverified = [d for d in drills if d.verdict == "could_not_verify"]
@@ -111,7 +119,7 @@ def headline(judged: Judgement, drills: list[DrillView]) -> str:
 
 def matrix(
     drills: list[DrillView], planned: list[PlannedDrill]
-) -> tuple[list[str], list[tuple[str, str]], dict[tuple[str, str], Cell], list[str]]:
+) -> tuple[list[str], list[tuple[str, str]], dict[tuple[str, str], Cell]]:
     expected = {(p.database, p.layer) for p in planned}
     databases = sorted({d.record.database for d in drills} | {db for db, _ in expected})
     present = {d.record.layer for d in drills} | {layer for _, layer in expected}
@@ -124,8 +132,7 @@ def matrix(
                 key=lambda d: variant_rank(d.record.variant),
             )
             cells[(db, layer)] = Cell(mine, (db, layer) in expected)
-    not_run = [f"{db} / {layer}" for (db, layer), cell in cells.items() if cell.expected and not cell.drills]
-    return databases, [(name, LAYER_LABEL.get(name, name)) for name in layers], cells, not_run
+    return databases, [(name, LAYER_LABEL.get(name, name)) for name in layers], cells
 
 
 def _unique(values: list[str]) -> list[str]:
@@ -195,18 +202,7 @@ def control_rows(
             )
             for layer in layers
         ]
-        states = [s.state for s in statuses]
-        if not statuses or all(state == "not_tested" for state in states):
-            state = "not_tested"
-        elif "failed" in states:
-            state = "failed"
-        elif all(state == "passed" for state in states):
-            state = "passed"
-        elif "could_not_verify" in states:
-            state = "could_not_verify"
-        else:
-            state = "partial"  # some layers support it, others were not (fully) tested
-        rows.append(ControlRow(control, state, statuses))
+        rows.append(ControlRow(control, control_state([s.state for s in statuses]), statuses))
     return rows
 
 
@@ -224,7 +220,7 @@ def report_view(
     judged = judge([d.record for d in drills], planned)
     run_date = parse_time(None, context.run_id) or parse_time(generated_at)
     assert run_date is not None
-    databases, layers, cells, not_run = matrix(drills, planned or [])
+    databases, layers, cells = matrix(drills, planned or [])
     return ReportView(
         title=f"Restore drill report, {run_date.day} {run_date:%B %Y}",
         run_id=context.run_id,
@@ -237,7 +233,6 @@ def report_view(
         databases=databases,
         layers=layers,
         matrix=cells,
-        not_run=not_run,
         left_out=judged.left_out(),
         environment=environment(drills, context),
         controls=control_rows(drills, planned or [], history, run_date),
