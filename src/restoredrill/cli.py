@@ -11,6 +11,7 @@ from typing import NoReturn
 
 from restoredrill import __version__, proc
 from restoredrill.errors import BackupDefect, ConfigError, RestoreDrillError
+from restoredrill.operate import commands as operate_commands
 from restoredrill.report import commands as report_commands
 
 PROJECT = Path(__file__).resolve().parents[2]
@@ -68,6 +69,7 @@ def _parser() -> argparse.ArgumentParser:
     janitor = sub.add_parser("janitor", help="remove throwaway instances left by crashed drills")
     janitor.add_argument("--workdir", type=Path, default=None)
     report_commands.add_parsers(sub)  # report, verify-report
+    operate_commands.add_parsers(sub)  # list, doctor, matrix, premigration, report --merge
     return parser
 
 
@@ -121,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"{result.tables} tables, {result.rows} rows, sha256 {result.sha256}"
             )
             return EXIT_OK
+        if args.command in operate_commands.COMMANDS or getattr(args, "merge", None):
+            return operate_commands.main(args)
         if args.command in report_commands.COMMANDS:
             return report_commands.main(args)
         if args.command == "janitor":

@@ -25,6 +25,7 @@ from restoredrill.evidence import CheckRecord, iso, utcnow
 from restoredrill.layers.base import CheckFunction, Drill, Log
 from restoredrill.layers.logical_keys import DumpKey, dumps_of, recovery_point
 from restoredrill.manifest import Manifest
+from restoredrill.operate import preflight
 from restoredrill.stores import open_store
 from restoredrill.targets.choice import check_container, container_instance, newest_bindir, wants_container
 from restoredrill.targets.container import ContainerInstance
@@ -101,6 +102,11 @@ class LogicalDrill(Drill):
         expected_sha = metadata.get("sha256") or (manifest.dump.get("sha256") if manifest else None)
         expected_size = metadata.get("size-bytes") or (manifest.dump.get("size_bytes") if manifest else None)
         backup.sha256_expected = expected_sha
+
+        # Room for the dump and the restored database, before anything is written.
+        recorded = manifest.dump.get("database_size_bytes") if manifest else None
+        estimate = preflight.logical_estimate(newest.size, recorded, self.config.disk_reserve_mb)
+        preflight.require_room(workdir_base(self.config.target.workdir), estimate, newest.key)
 
         # Fetch: streamed to disk, hashed on the way. RTO starts here.
         self.fetch_dir = Path(tempfile.mkdtemp(prefix=PREFIX + "fetch-", dir=workdir_base(self.config.target.workdir)))

@@ -34,6 +34,7 @@ from restoredrill.evidence import CheckRecord, iso, utcnow
 from restoredrill.layers.base import CheckFunction, Drill, Log
 from restoredrill.layers.pgbackrest_repo import PgBackRest, StanzaInfo
 from restoredrill.layers.wal import Segment, find_gaps, parse_segment
+from restoredrill.operate import preflight
 from restoredrill.targets.choice import newest_bindir, wants_container
 from restoredrill.targets.container import image_for
 from restoredrill.targets.local import MARKER, PREFIX, workdir_base
@@ -201,6 +202,11 @@ class PhysicalDrill(Drill):
         self.record.rpo_s = round(max(0.0, (utcnow() - newest_wal.archived_at).total_seconds()), 1)
         self.record.rpo_detail.update({"newest_wal": newest_wal.name, "newest_wal_at": iso(newest_wal.archived_at)})
 
+        replay = [w for w in info.wal if newest.archive_start is None or w.name >= newest.archive_start]
+        estimate = preflight.pgbackrest_estimate(
+            newest.size_bytes, len(replay) * self.source.wal_segment_mb * preflight.MB, self.config.disk_reserve_mb
+        )
+        preflight.require_room(workdir_base(target.workdir), estimate, f"set {newest.label}")
         recovery = self._recovery_options(info, newest_wal.archived_at)
         if self.kind == "latest":
             # verify only reads the repository: it runs while the restore does, and its check joins it.
