@@ -96,6 +96,7 @@ class DrillRecord(BaseModel):
     backup_sets: list[dict[str, object]] = Field(default_factory=list)
     target_info: TargetInfo = Field(default_factory=TargetInfo)
     notes: list[str] = Field(default_factory=list)
+    refused: bool = Field(False, description="the drill did not start: its configuration or host is unfit (exit 2)")
     started_at: str = Field(default_factory=lambda: iso(utcnow()) or "")
     finished_at: str | None = None
     tool_versions: dict[str, str] = Field(default_factory=dict)
@@ -163,11 +164,14 @@ def load_records(reports_dir: Path, run_id: str | None = None) -> list[DrillReco
 
 
 def overall_exit_code(records: list[DrillRecord]) -> int:
-    """0 every drill passed; 1 a drill failed; 3 a drill could not verify (or none ran) and none failed."""
+    """0 every drill passed; 1 a drill failed; 2 a drill refused to start (configuration, disk space);
+    3 a drill could not verify (or none ran) and none failed."""
     if not records:
         return 3
     if any(r.verdict == "failed" for r in records):
         return 1
+    if any(r.refused for r in records):
+        return 2
     if any(r.verdict == "could_not_verify" for r in records):
         return 3
     return 0

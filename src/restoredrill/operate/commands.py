@@ -24,6 +24,13 @@ def add_parsers(sub: Any) -> None:
     listing.add_argument("--database", action="append", default=None, help="only this database (repeatable)")
     listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
+    doctor = sub.add_parser(
+        "doctor",
+        help="check binaries, pgBackRest, Docker, credentials, the RDS API, free disk and the configuration",
+        description="One line per check. Exit 0 ready, 1 a problem was found, 2 the configuration is unusable.",
+    )
+    doctor.add_argument("--config", default=None, help=CONFIG_HELP)
+
     if "report" in sub.choices:
         sub.choices["report"].add_argument(
             "--merge",
@@ -54,4 +61,10 @@ def main(args: argparse.Namespace) -> int:
         else:
             listing.render_table(rows)
         return listing.exit_code(rows)
+    if args.command == "doctor":
+        from restoredrill.operate import doctor
+
+        findings = doctor.diagnose(args.config)
+        print(doctor.render(findings))
+        return doctor.exit_code(findings)
     raise AssertionError(f"unknown command {args.command}")

@@ -1,5 +1,5 @@
-"""`restoredrill list`: the newest backup of every layer, read-only, against real stores (a dump folder made by
-the backup job, a real pgBackRest repository, a moto RDS API)."""
+"""`restoredrill list` and `restoredrill doctor` against real stores: a dump folder made by the backup job, a
+real pgBackRest repository, a moto RDS API. Both only read."""
 
 from __future__ import annotations
 
@@ -48,15 +48,23 @@ def rds_source(moto: MotoServer) -> str:
     return source_id
 
 
-def config(drill: Drill, repo: Repo, moto: MotoServer, source_id: str, logical_rpo: str = "26h") -> Path:
+def config(
+    drill: Drill,
+    repo: Repo,
+    moto: MotoServer,
+    source_id: str,
+    logical_rpo: str = "26h",
+    top: str = "",
+    source: str = "",
+) -> Path:
     path = drill.root / "drills.toml"
     path.write_text(
-        f'reports_dir = "{drill.reports}"\n'
+        f'{top}\nreports_dir = "{drill.reports}"\n'
         f'[objectives.logical]\nrpo = "{logical_rpo}"\nrto = "1h"\n'
         '[objectives.pgbackrest]\nrpo = "1h"\nrto = "1h"\n'
         '[objectives.rds]\nrpo = "1h"\nrto = "1h"\n'
         f'[target]\nworkdir = "{drill.workdir}"\n'
-        f'[databases.shop.logical]\nsource = "file://{drill.prefix}/"\n'
+        f'[databases.shop.logical]\nsource = "{source or f"file://{drill.prefix}/"}"\n'
         f'[databases.shop.pgbackrest]\nstanza = "{repo.stanza}"\nconfig = "{repo.config}"\n'
         f'[databases.billing.rds]\nsource_instance = "{source_id}"\nregion = "us-east-1"\n'
         f'endpoint_url = "{moto.endpoint}"\n'
@@ -128,3 +136,33 @@ def test_list_bad_input_is_one_sentence_and_exit_2(drill: Drill, repo: Repo, mot
     unknown = run_cli("list", "--config", str(path), "--database", "nosuch")
     assert unknown.returncode == 2
     assert "'nosuch' is not in the configuration" in unknown.output
+
+
+def test_doctor_is_green_on_a_ready_machine_and_names_each_problem(drill: Drill, repo: Repo, moto: MotoServer) -> None:
+    source_id = rds_source(moto)
+    ready = run_cli("doctor", "--config", str(config(drill, repo, moto, source_id)), workdir=drill.workdir)
+    assert ready.returncode == 0, ready.output
+    lines = ready.output.splitlines()
+    for name in ("config", "postgresql 15", "pgbackrest", "docker", "shop/logical", "shop/pgbackrest", "billing/rds"):
+        assert any(f" {name} " in line for line in lines), (name, ready.output)
+    assert next(line for line in lines if " disk " in line).startswith("ok")
+
+    broken = config(
+        drill,
+        repo,
+        moto,
+        "no-such-instance",
+        top="disk_reserve_mb = 100000000",  # 100 TB: no workdir has that much room
+        source=f"file://{drill.root}/missing/",
+    )
+    sick = run_cli("doctor", "--config", str(broken), workdir=drill.workdir)
+    assert sick.returncode == 1, sick.output
+    problems = [line for line in sick.output.splitlines() if line.startswith("PROBLEM")]
+    assert any("shop/logical" in line and "does not exist" in line for line in problems), sick.output
+    assert any("billing/rds" in line and "no-such-instance" in line for line in problems), sick.output
+    assert any(" disk " in line and "needs about" in line for line in problems), sick.output
+    assert "Traceback" not in sick.output
+
+    unusable = run_cli("doctor", "--config", str(drill.root / "nope.toml"))
+    assert unusable.returncode == 2, unusable.output
+    assert unusable.output.startswith("PROBLEM config")
