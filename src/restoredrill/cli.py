@@ -94,9 +94,10 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         if args.command == "run":
+            from restoredrill.operate import notify
             from restoredrill.runner import run_drills
 
-            return run_drills(args.config, extra)
+            return notify.after_run(args.config, run_drills(args.config, extra))
         if args.command == "demo":
             from restoredrill.demo import build_demo
             from restoredrill.runner import run_drills
