@@ -31,6 +31,14 @@ def add_parsers(sub: Any) -> None:
     )
     doctor.add_argument("--config", default=None, help=CONFIG_HELP)
 
+    matrix = sub.add_parser(
+        "matrix",
+        help="the database x layer cells of a configuration as JSON for a CI strategy.matrix (fromJSON)",
+        description='Prints {"include": [{"name", "database", "layer", "select"}, ...]} on one line; each job '
+        'runs `restoredrill run -k "$SELECT"` and `restoredrill report --merge` joins their evidence.',
+    )
+    matrix.add_argument("--config", default=None, help=CONFIG_HELP)
+
     if "report" in sub.choices:
         sub.choices["report"].add_argument(
             "--merge",
@@ -67,4 +75,38 @@ def main(args: argparse.Namespace) -> int:
         findings = doctor.diagnose(args.config)
         print(doctor.render(findings))
         return doctor.exit_code(findings)
+    if args.command == "matrix":
+        from restoredrill.operate import matrix
+
+        print(matrix.render(load_config(args.config)))
+        return 0
+    if args.command == "report" and args.merge:
+        return merge_report(args)
     raise AssertionError(f"unknown command {args.command}")
+
+
+def merge_report(args: argparse.Namespace) -> int:
+    """`report --merge`: one run from the jobs' folders, rendered by the report builder; exits with the verdict."""
+    from restoredrill.evidence import overall_exit_code
+    from restoredrill.operate import merge, notify
+    from restoredrill.report.build import build_report
+    from restoredrill.report.commands import _config, describe, expected_drills
+
+    path, config = _config(args.config)
+    out = (args.reports or (config.reports_dir if config else Path("reports"))).resolve()
+    merged = merge.merge(args.merge, out, args.run_id, path)
+    expected = expected_drills(config) if config else None
+    built = build_report(
+        out, run_id=merged.run_id, config_file=path, expected=expected, allure=args.allure, signing_key=args.signing_key
+    )
+    print(f"merged {len(merged.records)} drill record(s) of {len(merged.jobs)} job(s) into run {merged.run_id}")
+    print(describe(built))
+    code = overall_exit_code(merged.records)
+    drilled = {(r.database, r.layer) for r in merged.records}
+    if code == 0 and expected and any(pair not in drilled for pair in expected):
+        code = 3  # a drill the configuration asks for left no evidence: not everything was verified
+    if config is not None:
+        notify.send(config, code, merged.records, merged.run_id, built.html)
+    if built.allure_error:
+        print(f"restoredrill: no Allure report: {built.allure_error}", flush=True)
+    return code
