@@ -31,6 +31,7 @@ def _parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="build the embedded demo (source, backups, config) and drill it")
     demo.add_argument("--dir", type=Path, default=Path(".demo"), help="where the demo lives (default .demo/)")
     demo.add_argument("--reports", type=Path, default=Path("reports"), help="report folder (default reports/)")
+    demo.add_argument("--build-only", action="store_true", help="build the demo and its drills.toml, drill nothing")
 
     run = sub.add_parser(
         "run",
@@ -103,6 +104,8 @@ def main(argv: list[str] | None = None) -> int:
             from restoredrill.runner import run_drills
 
             config = build_demo(args.dir, args.reports)
+            if args.build_only:
+                return EXIT_OK
             return run_drills(str(config), [])
         if args.command == "backup":
             from restoredrill.backup import backup_logical
