@@ -119,6 +119,7 @@ def run(
     cwd: Path | None = None,
     input_text: str | None = None,
     what: str | None = None,
+    inherit_env: bool = True,
 ) -> Completed:
     """Run a tool to completion and return its redacted output.
 
@@ -127,7 +128,8 @@ def run(
     """
     argv = [os.fspath(a) for a in args]
     label = what or Path(argv[0]).name
-    full_env = {**os.environ, **(env or {})}
+    # inherit_env=False: `env` is the whole environment (a rehearsed migration must not see production's PG*).
+    full_env = {**(os.environ if inherit_env else {}), **(env or {})}
     started = time.monotonic()
     try:
         proc = subprocess.Popen(

@@ -6,10 +6,15 @@ cli.py adds these parsers and hands the parsed arguments here; each command live
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import Any
 
 COMMANDS = ("list", "doctor", "matrix", "premigration")
+PREMIGRATION_EPILOG = (
+    "example: restoredrill premigration --database shop --max-backup-age 1h "
+    "--rehearse 'alembic upgrade head'   (the command sees PG* and DATABASE_URL of the restored copy only)"
+)
 CONFIG_HELP = "drills.toml (default $RESTOREDRILL_CONFIG or ./drills.toml)"
 
 
@@ -38,6 +43,29 @@ def add_parsers(sub: Any) -> None:
         'runs `restoredrill run -k "$SELECT"` and `restoredrill report --merge` joins their evidence.',
     )
     matrix.add_argument("--config", default=None, help=CONFIG_HELP)
+
+    pre = sub.add_parser(
+        "premigration",
+        help="rehearse a migration on a restored copy of the newest backup; report the rollback point",
+        description="Refuses when the newest backup is older than --max-backup-age; restores it with the drill "
+        "engine, checks it, runs --rehearse CMD against the copy (timed), checks again. Exit 0 passed, 1 the "
+        "migration or a check failed, 2 refused (stale backup, no disk room, bad input), 3 could not verify.",
+        epilog=PREMIGRATION_EPILOG,
+    )
+    pre.add_argument("--config", default=None, help=CONFIG_HELP)
+    pre.add_argument("--database", required=True, help="the database, as named in drills.toml")
+    pre.add_argument("--layer", choices=["logical", "pgbackrest"], default=None, help="default: logical if set")
+    pre.add_argument("--max-backup-age", default=None, help="refuse when the newest backup is older, e.g. 1h")
+    pre.add_argument("--rehearse", metavar="CMD", default=None, help="shell command run against the restored copy")
+    pre.add_argument(
+        "--timeout", default=None, help="stop the command after this long (default target.restore_timeout)"
+    )
+    pre.add_argument("--take-backup", action="store_true", help="run the logical backup job first (needs --source-dsn)")
+    pre.add_argument(
+        "--source-dsn",
+        default=os.environ.get("RESTOREDRILL_SOURCE_DSN"),
+        help="connection string of the database to back up ($RESTOREDRILL_SOURCE_DSN); never the rehearsal's target",
+    )
 
     if "report" in sub.choices:
         sub.choices["report"].add_argument(
@@ -80,6 +108,8 @@ def main(args: argparse.Namespace) -> int:
 
         print(matrix.render(load_config(args.config)))
         return 0
+    if args.command == "premigration":
+        return premigration(args)
     if args.command == "report" and args.merge:
         return merge_report(args)
     raise AssertionError(f"unknown command {args.command}")
@@ -110,3 +140,30 @@ def merge_report(args: argparse.Namespace) -> int:
     if built.allure_error:
         print(f"restoredrill: no Allure report: {built.allure_error}", flush=True)
     return code
+
+
+def premigration(args: argparse.Namespace) -> int:
+    from restoredrill.durations import parse_duration
+    from restoredrill.errors import ConfigError
+    from restoredrill.operate.premigration import Request, rehearse
+
+    def seconds(flag: str, value: str | None) -> float | None:
+        try:
+            return parse_duration(value) if value is not None else None
+        except ValueError as exc:
+            raise ConfigError(f"{flag}: {exc}") from None
+
+    if args.source_dsn:
+        from restoredrill import proc
+
+        proc.register_secret(args.source_dsn)
+    request = Request(
+        database=args.database,
+        layer=args.layer,
+        max_backup_age_s=seconds("--max-backup-age", args.max_backup_age),
+        command=args.rehearse,
+        take_backup=args.take_backup,
+        source_dsn=args.source_dsn,
+        timeout_s=seconds("--timeout", args.timeout),
+    )
+    return rehearse(args.config, request)
