@@ -3,16 +3,19 @@ for a rehearsed migration, matrix selectors, and the notification text."""
 
 from __future__ import annotations
 
+import io
 import json
+import time
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
 from restoredrill.checks import Restored
 from restoredrill.config import parse_config
 from restoredrill.errors import ConfigError
 from restoredrill.evidence import DrillRecord, Objectives
-from restoredrill.operate import matrix, notify
+from restoredrill.operate import matrix, notify, progress
 from restoredrill.operate.premigration import copy_environment
 from restoredrill.targets.local import Connection
 
@@ -99,3 +102,39 @@ def test_the_notification_names_verdict_reasons_and_report() -> None:
         "- shop/pgbackrest (latest): failed: recovery: WAL segment missing",
         "Report: /r/drill-report.html",
     ]
+
+
+def _run_stage(reporter: progress.Reporter, seconds: float) -> None:
+    values = iter([10 * progress.MB, 40 * progress.MB, "not a number", 80 * progress.MB] + [100 * progress.MB] * 99)
+
+    def probe() -> float | str | None:
+        value = next(values)
+        if value == "not a number":
+            raise OSError("a probe that fails must not break the drill")
+        return value
+
+    with reporter.stage("shop/logical fetch", total=100 * progress.MB, unit="bytes", probe=probe):
+        time.sleep(seconds)
+
+
+def test_plain_progress_says_start_rate_eta_and_end() -> None:
+    lines: list[str] = []
+    _run_stage(progress.Reporter(lines.append, interval_s=0.1), 0.45)
+    assert lines[0] == "shop/logical fetch: started (100.0 MB)"
+    assert any(" MB of 100.0 MB, " in line and "MB/s, ETA " in line for line in lines[1:-1]), lines
+    assert lines[-1].startswith("shop/logical fetch: finished, 100.0 MB of 100.0 MB")
+    assert len(lines) >= 4, "a line every interval in between: a long stage is never silent"
+
+
+def test_live_progress_draws_bars_on_a_terminal() -> None:
+    screen = io.StringIO()
+    console = Console(file=screen, force_terminal=True, width=120)
+    lines: list[str] = []
+    _run_stage(progress.Reporter(lines.append, live=True, console=console), 1.3)
+    assert lines == [], "on a terminal the bars replace the plain lines"
+    assert "shop/logical fetch" in screen.getvalue()
+    assert "MB/s" in screen.getvalue()
+
+
+def test_lsn_round_trip() -> None:
+    assert progress.lsn_text(progress.lsn_value("1/9A000028")) == "1/9A000028"

@@ -25,7 +25,7 @@ from restoredrill.evidence import CheckRecord, iso, utcnow
 from restoredrill.layers.base import CheckFunction, Drill, Log
 from restoredrill.layers.logical_keys import DumpKey, dumps_of, recovery_point
 from restoredrill.manifest import Manifest
-from restoredrill.operate import preflight
+from restoredrill.operate import preflight, progress
 from restoredrill.stores import open_store
 from restoredrill.targets.choice import check_container, container_instance, newest_bindir, wants_container
 from restoredrill.targets.container import ContainerInstance
@@ -113,7 +113,12 @@ class LogicalDrill(Drill):
         (self.fetch_dir / MARKER).write_text(json.dumps({"run_id": self.record.run_id, "owner_pid": os.getpid()}))
         started = time.monotonic()
         self.log(f"{self.database}: fetching {backup.location}")
-        download = store.download(newest.key, self.fetch_dir / "backup.dump")
+        reporter, dump_file = progress.current(), self.fetch_dir / "backup.dump"
+        fetching = reporter.stage(
+            f"{self.database}/logical fetch", total=newest.size, unit="bytes", probe=progress.file_size(dump_file)
+        )
+        with fetching:
+            download = store.download(newest.key, dump_file)
         self.record.stages.fetch_s = round(time.monotonic() - started, 3)
         backup.size_bytes, backup.sha256 = download.size_bytes, download.sha256
         if expected_size is not None and int(expected_size) != download.size_bytes:
@@ -171,27 +176,34 @@ class LogicalDrill(Drill):
         connection = self.instance.connection
         pg_restore = pgtools.client_tool("pg_restore", bindir)
         self.log(f"{self.database}: pg_restore -j {jobs} into {connection.host}:{connection.port}")
-        result = proc.run(
-            [
-                pg_restore,
-                "-j",
-                str(jobs),
-                "--no-owner",
-                "--no-acl",
-                "-h",
-                connection.host,
-                "-p",
-                str(connection.port),
-                "-U",
-                connection.user,
-                "-d",
-                dbname,
-                str(download.path),
-            ],
-            timeout=target.restore_timeout,
-            env=connection.env(),
-            what="pg_restore",
+        loading = reporter.stage(
+            f"{self.database}/logical restore",
+            total=sum(1 for entry in listing.entries if entry.kind == "TABLE DATA"),
+            unit="tables",
+            probe=progress.tables_loaded(lambda: connection.connect(dbname)),
         )
+        with loading:
+            result = proc.run(
+                [
+                    pg_restore,
+                    "-j",
+                    str(jobs),
+                    "--no-owner",
+                    "--no-acl",
+                    "-h",
+                    connection.host,
+                    "-p",
+                    str(connection.port),
+                    "-U",
+                    connection.user,
+                    "-d",
+                    dbname,
+                    str(download.path),
+                ],
+                timeout=target.restore_timeout,
+                env=connection.env(),
+                what="pg_restore",
+            )
         self.restore_log = result.stderr
         with connection.connect(dbname) as conn:  # usable: it accepts connections and answers
             conn.execute("SELECT 1")
