@@ -11,7 +11,7 @@ from xml.etree import ElementTree
 
 import pytest
 
-from tests.conftest import Drill, run_cli
+from tests.conftest import Drill, run_cli, traversable_tempdir
 
 pytestmark = pytest.mark.integration
 VOLATILE = {"run_id", "started_at", "finished_at", "stages", "rto_s", "rpo_s", "rpo_detail", "host", "target_info"}
@@ -127,3 +127,17 @@ def test_merge_and_matrix_bad_input_is_one_sentence_and_exit_2(drill: Drill) -> 
     odd = run_cli("matrix", "--config", str(path))
     assert odd.returncode == 2, odd.output
     assert "cannot be selected with pytest -k" in odd.output
+
+
+def test_the_demo_builds_without_drilling_for_the_scheduled_workflow() -> None:
+    """With no drills.toml committed, every workflow job builds the demo and drills its own cell."""
+    folder = traversable_tempdir("rd-demo-build-")
+    try:
+        built = run_cli("demo", "--build-only", "--dir", str(folder), "--reports", str(folder / "reports"), timeout=300)
+        assert built.returncode == 0, built.output
+        assert not (folder / "reports" / "evidence").exists(), "--build-only drills nothing"
+        plan = run_cli("matrix", "--config", str(folder / "drills.toml"))
+        assert plan.returncode == 0, plan.output
+        assert [c["name"] for c in json.loads(plan.output)["include"]] == ["shop-logical", "shop-pgbackrest"]
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
