@@ -107,6 +107,13 @@ def test_matrix_cells_run_as_separate_jobs_merge_into_the_report_of_one_run(dril
     verify = run_cli("verify-report", str(merged_dir))
     assert verify.returncode == 0, verify.output
 
+    died = drill.root / "job-that-died"  # its artifact holds no evidence: the others still make a report
+    died.mkdir()
+    partial = run_cli("report", "--reports", str(drill.root / "partial"), "--merge", str(jobs[0]), str(died))
+    assert partial.returncode == 3, partial.output
+    assert f"warning: {died} holds no evidence: that job's drills did not run" in partial.output
+    assert len(records(drill.root / "partial")) == 1
+
     again = run_cli("report", "--reports", str(drill.root / "twice"), "--merge", str(jobs[0]), str(jobs[0]))
     assert again.returncode == 2, again.output
     assert "shop/logical was drilled by two jobs" in again.output

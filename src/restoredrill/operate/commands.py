@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -130,11 +131,13 @@ def merge_report(args: argparse.Namespace) -> int:
         out, run_id=merged.run_id, config_file=path, expected=expected, allure=args.allure, signing_key=args.signing_key
     )
     print(f"merged {len(merged.records)} drill record(s) of {len(merged.jobs)} job(s) into run {merged.run_id}")
+    for folder in merged.empty:
+        print(f"restoredrill: warning: {folder} holds no evidence: that job's drills did not run", file=sys.stderr)
     print(describe(built))
     code = overall_exit_code(merged.records)
     drilled = {(r.database, r.layer) for r in merged.records}
-    if code == 0 and expected and any(pair not in drilled for pair in expected):
-        code = 3  # a drill the configuration asks for left no evidence: not everything was verified
+    if code == 0 and (merged.empty or (expected and any(pair not in drilled for pair in expected))):
+        code = 3  # a job or a configured drill left no evidence: not everything was verified
     if config is not None:
         notify.send(config, code, merged.records, merged.run_id, built.html)
     if built.allure_error:

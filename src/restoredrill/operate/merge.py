@@ -28,15 +28,25 @@ class Merged:
     run_id: str
     records: list[DrillRecord]
     jobs: list[str]
+    empty: list[str]  # job folders that held no evidence: their drills did not run
 
 
-def _inputs(folders: list[Path], out: Path) -> list[RunRecords]:
-    runs = []
+def _inputs(folders: list[Path], out: Path) -> tuple[list[RunRecords], list[str]]:
+    """The newest run of each job's folder. A job that left no evidence (it died before its drills) is set
+    aside, not fatal: one broken job must not cost the report of all the others; the caller says so."""
+    runs, empty = [], []
     for folder in folders:
         if folder.resolve() == out.resolve():
             raise ConfigError(f"the merged report folder {out} cannot also be one of the inputs")
-        runs.append(load_run(folder.resolve()))  # the newest run of each job's folder; one sentence if none
-    return runs
+        if not folder.is_dir():
+            raise ConfigError(f"the job folder {folder} does not exist")
+        if not any((folder / "evidence").glob("*--*.json")):
+            empty.append(str(folder))
+            continue
+        runs.append(load_run(folder.resolve()))
+    if not runs:
+        raise ConfigError(f"none of the {len(folders)} job folder(s) holds evidence records: nothing to merge")
+    return runs, empty
 
 
 def _key(record: DrillRecord) -> tuple[str, str, str | None]:
@@ -135,7 +145,7 @@ def merge(folders: list[Path], out: Path, run_id: str | None, config_file: Path 
     """Write the jobs' evidence into `out` as one run; the caller renders the report from it."""
     if not folders:
         raise ConfigError("--merge needs at least one report folder")
-    runs = _inputs(folders, out)
+    runs, empty = _inputs(folders, out)
     _check_overlap(runs)
     merged_id = run_id or min(run.run_id for run in runs)
     out.mkdir(parents=True, exist_ok=True)
@@ -155,4 +165,4 @@ def merge(folders: list[Path], out: Path, run_id: str | None, config_file: Path 
     _context(runs, out, merged_id, config_file)
     _junit(runs, out, merged_id)
     _allure_results(runs, out)
-    return Merged(merged_id, records, [run.run_id for run in runs])
+    return Merged(merged_id, records, [run.run_id for run in runs], empty)
