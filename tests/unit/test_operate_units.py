@@ -138,3 +138,13 @@ def test_live_progress_draws_bars_on_a_terminal() -> None:
 
 def test_lsn_round_trip() -> None:
     assert progress.lsn_text(progress.lsn_value("1/9A000028")) == "1/9A000028"
+
+
+def test_status_polls_are_shown_as_they_change() -> None:
+    lines: list[str] = []
+    states = iter(["creating", "creating", "backing-up"] + ["available"] * 99)
+    reporter = progress.Reporter(lines.append, interval_s=0.1)
+    with reporter.stage("billing/rds restore into restoredrill-billing-1", unit="status", probe=lambda: next(states)):
+        time.sleep(0.35)
+    assert any("status creating" in line for line in lines), lines
+    assert lines[-1].startswith("billing/rds restore into restoredrill-billing-1: finished, status ")
