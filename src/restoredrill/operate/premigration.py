@@ -28,7 +28,7 @@ from restoredrill.checks import NotApplicable, Restored
 from restoredrill.config import DrillConfig, Layer, config_path, load_config
 from restoredrill.durations import format_duration
 from restoredrill.errors import BackupDefect, ConfigError, CouldNotVerify
-from restoredrill.evidence import CheckRecord, DrillRecord, new_run_id, overall_exit_code
+from restoredrill.evidence import BackupInfo, CheckRecord, DrillRecord, new_run_id, overall_exit_code
 from restoredrill.layers.base import Drill
 from restoredrill.operate import listing, notify
 from restoredrill.report.commands import before_run
@@ -115,13 +115,16 @@ def require_fresh(config: DrillConfig, request: Request, layer: Layer) -> listin
     return newest
 
 
-def rollback_point(layer: Layer, newest: listing.Newest) -> str:
+def rollback_point(layer: Layer, newest: listing.Newest, restored: BackupInfo | None = None) -> str:
+    """The backup restored (a newer one may have landed since the listing), and the window to recover to."""
+    backup_id = restored.id if restored is not None and restored.id else newest.backup_id
+    taken_at = restored.taken_at if restored is not None and restored.id else newest.taken_at
     if layer == "pgbackrest":
         return (
-            f"rollback point: pgBackRest set {newest.backup_id} (stopped {newest.taken_at}); point-in-time "
+            f"rollback point: pgBackRest set {backup_id} (stopped {taken_at}); point-in-time "
             f"recovery window {newest.window_from} .. {newest.window_to}"
         )
-    return f"rollback point: dump {newest.backup_id} taken {newest.taken_at}"
+    return f"rollback point: dump {backup_id} taken {taken_at}"
 
 
 def points_at_a_server(name: str) -> bool:
@@ -218,15 +221,14 @@ def rehearse(config_file: str | None, request: Request) -> int:
         take_backup(config, request, listing_say)  # the one connection to production: the backup job's
     forget_inherited_servers()
     newest = require_fresh(config, request, layer)
-    point = rollback_point(layer, newest)
-    listing_say(point)
+    listing_say(rollback_point(layer, newest))
     run_id = new_run_id()
     before_run(config.reports_dir, run_id, path)  # a bad signing key stops here, before anything is restored
     drill = make_drill(config, request.database, layer, run_id)
-    drill.record.notes.append(point)
-    drill.record.rpo_detail["rollback_point"] = newest.backup_id
     try:
         drill.prepare()
+        drill.record.notes.insert(0, rollback_point(layer, newest, drill.record.backup))
+        drill.record.rpo_detail["rollback_point"] = drill.record.backup.id or newest.backup_id
         drill.restore_outcome()
         names = drill.check_names()
         _checks(drill, [n for n in names if n in drill.timing_checks or n in BACKUP_CHECKS])
