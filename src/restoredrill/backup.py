@@ -117,10 +117,12 @@ def backup_logical(
         with _connect(conninfo, env) as conn:
             conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             row = conn.execute(
-                "SELECT pg_export_snapshot(), current_database(), current_setting('server_version'), now()"
+                "SELECT pg_export_snapshot(), current_database(), current_setting('server_version'), now(), "
+                "pg_database_size(current_database())"
             ).fetchone()
             assert row is not None
             snapshot, database, server_version = str(row[0]), str(row[1]), str(row[2])
+            database_size = int(row[4])  # the room a restore needs (the drill's disk-space preflight)
             taken_at = (now or row[3]).astimezone(UTC).replace(microsecond=0)
             label = name or database
             key = dump_key(prefix, label, taken_at)
@@ -161,7 +163,13 @@ def backup_logical(
             matviews_populated=matviews,
             content=content,
             content_max_bytes=content_hash_max_bytes,
-            dump={"key": key, "size_bytes": size, "sha256": digest, "toc_entries": len(listing.entries)},
+            dump={
+                "key": key,
+                "size_bytes": size,
+                "sha256": digest,
+                "toc_entries": len(listing.entries),
+                "database_size_bytes": database_size,
+            },
         )
         manifest_text = record.to_json()
         metadata = {

@@ -11,6 +11,7 @@ from typing import NoReturn
 
 from restoredrill import __version__, proc
 from restoredrill.errors import BackupDefect, ConfigError, RestoreDrillError
+from restoredrill.operate import commands as operate_commands
 from restoredrill.report import commands as report_commands
 from restoredrill.verdicts import EXIT_CODES_HELP
 
@@ -42,6 +43,7 @@ def _parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="build the embedded demo (source, backups, config) and drill it")
     demo.add_argument("--dir", type=Path, default=Path(".demo"), help="where the demo lives (default .demo/)")
     demo.add_argument("--reports", type=Path, default=Path("reports"), help="report folder (default reports/)")
+    demo.add_argument("--build-only", action="store_true", help="build the demo and its drills.toml, drill nothing")
 
     run = sub.add_parser(
         "run",
@@ -93,6 +95,7 @@ def _parser() -> argparse.ArgumentParser:
         help="also scan its target.workdir (default $RESTOREDRILL_CONFIG, or ./drills.toml when present)",
     )
     report_commands.add_parsers(sub)  # report, verify-report
+    operate_commands.add_parsers(sub)  # list, doctor, matrix, premigration, report --merge
     return parser
 
 
@@ -129,9 +132,10 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         if args.command == "run":
+            from restoredrill.operate import notify
             from restoredrill.runner import run_drills
 
-            return run_drills(args.config, extra)
+            return notify.after_run(args.config, run_drills(args.config, extra))
         if args.command == "demo":
             from restoredrill.demo import build_demo
             from restoredrill.folders import writable_folder
@@ -140,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
             writable_folder(args.dir, "the demo folder")
             writable_folder(args.reports, "the reports folder")
             config = build_demo(args.dir, args.reports)
+            if args.build_only:
+                return EXIT_OK
             return run_drills(str(config), [])
         if args.command == "backup":
             from restoredrill.backup import backup_logical
@@ -162,6 +168,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"{result.tables} tables, {result.rows} rows, sha256 {result.sha256}"
             )
             return EXIT_OK
+        if args.command in operate_commands.COMMANDS or getattr(args, "merge", None):
+            return operate_commands.main(args)
         if args.command in report_commands.COMMANDS:
             return report_commands.main(args)
         if args.command == "janitor":

@@ -235,6 +235,10 @@ class DrillConfig(Strict):
     target: Target = Target()
     reports_dir: Path = Path("reports")
     databases: dict[str, Database]
+    # Operating settings (README, "Operating it"): notifications and the disk-space preflight.
+    notify_env: str | None = Field(None, description="env var holding a Slack-compatible webhook URL")
+    notify_on: Literal["failure", "always"] = Field("failure", description="post on a non-green verdict, or always")
+    disk_reserve_mb: int = Field(1024, ge=0, description="free space kept in the workdir beyond a restore's estimate")
 
     @field_validator("databases")
     @classmethod

@@ -112,6 +112,7 @@ class DrillRecord(BaseModel):
     backup_sets: list[dict[str, object]] = Field(default_factory=list)
     target_info: TargetInfo = Field(default_factory=TargetInfo)
     notes: list[str] = Field(default_factory=list)
+    refused: bool = Field(False, description="the drill did not start: its configuration or host is unfit (exit 2)")
     started_at: str = Field(default_factory=lambda: iso(utcnow()) or "")
     finished_at: str | None = None
     tool_versions: dict[str, str] = Field(default_factory=dict)
@@ -122,8 +123,9 @@ class DrillRecord(BaseModel):
         self.checks = [c for c in self.checks if c.name != check.name] + [check]
 
     def to_json(self) -> str:
-        # Redact once more on the way out: the record is evidence and must never carry a secret.
-        return proc.redact(self.model_dump_json(indent=2))
+        # Redact once more on the way out: the record is evidence and must never carry a secret. Each text is
+        # redacted before serializing: a pattern run over the JSON text could eat a closing quote.
+        return json.dumps(_redacted(self.model_dump(mode="json")), indent=2, ensure_ascii=False)
 
     def file_name(self) -> str:
         safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in self.database)
@@ -137,6 +139,16 @@ class DrillRecord(BaseModel):
         path.write_text(self.to_json() + "\n", encoding="utf-8")
         append_history(reports_dir, self)
         return path
+
+
+def _redacted(value: object) -> object:
+    if isinstance(value, str):
+        return proc.redact(value)
+    if isinstance(value, dict):
+        return {k: _redacted(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redacted(v) for v in value]
+    return value
 
 
 def run_by() -> str:

@@ -166,6 +166,7 @@ def _popen(
     run_as: RunAs | None,
     cwd: Path | None,
     stdin: int | None,
+    inherit_env: bool = True,
     stdout: int | IO[bytes],
     death_signal: int,
 ) -> subprocess.Popen[bytes]:
@@ -177,7 +178,9 @@ def _popen(
             stdin=stdin,
             stdout=stdout,
             stderr=subprocess.PIPE if stdout == subprocess.PIPE else subprocess.STDOUT,
-            env={**os.environ, **(env or {})},
+            # inherit_env=False: `env` is the whole environment (a rehearsed migration must not see
+            # production's PG* variables).
+            env={**(os.environ if inherit_env else {}), **(env or {})},
             cwd=cwd,
             start_new_session=True,
             user=run_as.uid if run_as else None,
@@ -206,6 +209,7 @@ def run(
     cwd: Path | None = None,
     input_text: str | None = None,
     what: str | None = None,
+    inherit_env: bool = True,
 ) -> Completed:
     """Run a tool to completion and return its redacted output.
 
@@ -221,6 +225,7 @@ def run(
         env=env,
         run_as=run_as,
         cwd=cwd,
+        inherit_env=inherit_env,
         stdin=subprocess.PIPE if input_text is not None else subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         death_signal=signal.SIGKILL,

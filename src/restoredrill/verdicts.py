@@ -75,6 +75,9 @@ class Judgement:
 
     @property
     def exit_code(self) -> int:
+        # A drill that refused to start (no room for the restore) is a setup problem, like bad usage.
+        if self.verdict != "failed" and any(r.refused for r in self.records):
+            return EXIT_USAGE
         return EXIT_CODES[self.verdict]
 
     def left_out(self) -> list[str]:

@@ -19,7 +19,7 @@ from restoredrill import checks as checks_mod
 from restoredrill.checks import NotApplicable, Restored
 from restoredrill.config import DrillConfig, Layer
 from restoredrill.durations import format_duration
-from restoredrill.errors import BackupDefect, CouldNotVerify, RestoreDrillError
+from restoredrill.errors import BackupDefect, ConfigError, CouldNotVerify, RestoreDrillError
 from restoredrill.evidence import CheckRecord, DrillRecord, Objectives, base_tool_versions, iso, utcnow
 
 Log = Callable[[str], None]
@@ -72,6 +72,7 @@ class Drill:
             self._prepare()
         except RestoreDrillError as exc:
             self.failure = exc
+            self.record.refused = isinstance(exc, ConfigError)  # the setup, not the backup: exit 2 like the CLI
             self.log(f"{self.database}/{self.layer}: {exc}")
         except KeyboardInterrupt:
             self.failure = CouldNotVerify("the drill was interrupted")

@@ -25,6 +25,7 @@ from restoredrill.layers import logical_records as records
 from restoredrill.layers.base import CheckFunction, Drill, Log
 from restoredrill.layers.logical_keys import DumpKey, dumps_of, recovery_point
 from restoredrill.manifest import Manifest
+from restoredrill.operate import preflight, progress
 from restoredrill.stores import open_store
 from restoredrill.targets.choice import check_container, container_instance, newest_bindir, wants_container
 from restoredrill.targets.container import ContainerInstance
@@ -103,12 +104,22 @@ class LogicalDrill(Drill):
         recorded = records.Recorded.of(metadata, manifest)
         backup.sha256_expected = recorded.sha256
 
+        # Room for the dump and the restored database, before anything is written.
+        recorded = manifest.dump.get("database_size_bytes") if manifest else None
+        estimate = preflight.logical_estimate(newest.size, recorded, self.config.disk_reserve_mb)
+        preflight.require_room(workdir_base(self.config.target.workdir), estimate, newest.key)
+
         # Fetch: streamed to disk, hashed on the way. RTO starts here.
         self.fetch_dir = Path(tempfile.mkdtemp(prefix=PREFIX + "fetch-", dir=workdir_base(self.config.target.workdir)))
         (self.fetch_dir / MARKER).write_text(json.dumps({"run_id": self.record.run_id, "owner_pid": os.getpid()}))
         started = time.monotonic()
         self.log(f"{self.database}: fetching {backup.location}")
-        download = store.download(newest.key, self.fetch_dir / "backup.dump")
+        reporter, dump_file = progress.current(), self.fetch_dir / "backup.dump"
+        fetching = reporter.stage(
+            f"{self.database}/logical fetch", total=newest.size, unit="bytes", probe=progress.file_size(dump_file)
+        )
+        with fetching:
+            download = store.download(newest.key, dump_file)
         self.record.stages.fetch_s = round(time.monotonic() - started, 3)
         backup.size_bytes, backup.sha256 = download.size_bytes, download.sha256
         records.verify_dump(download.size_bytes, download.sha256, recorded)
@@ -158,27 +169,34 @@ class LogicalDrill(Drill):
         connection = self.instance.connection
         pg_restore = pgtools.client_tool("pg_restore", bindir)
         self.log(f"{self.database}: pg_restore -j {jobs} into {connection.host}:{connection.port}")
-        result = proc.run(
-            [
-                pg_restore,
-                "-j",
-                str(jobs),
-                "--no-owner",
-                "--no-acl",
-                "-h",
-                connection.host,
-                "-p",
-                str(connection.port),
-                "-U",
-                connection.user,
-                "-d",
-                dbname,
-                str(download.path),
-            ],
-            timeout=target.restore_timeout,
-            env=connection.env(),
-            what="pg_restore",
+        loading = reporter.stage(
+            f"{self.database}/logical restore",
+            total=sum(1 for entry in listing.entries if entry.kind == "TABLE DATA"),
+            unit="tables",
+            probe=progress.tables_loaded(lambda: connection.connect(dbname)),
         )
+        with loading:
+            result = proc.run(
+                [
+                    pg_restore,
+                    "-j",
+                    str(jobs),
+                    "--no-owner",
+                    "--no-acl",
+                    "-h",
+                    connection.host,
+                    "-p",
+                    str(connection.port),
+                    "-U",
+                    connection.user,
+                    "-d",
+                    dbname,
+                    str(download.path),
+                ],
+                timeout=target.restore_timeout,
+                env=connection.env(),
+                what="pg_restore",
+            )
         self.restore_log = result.stderr
         with connection.connect(dbname) as conn:  # usable: it accepts connections and answers
             conn.execute("SELECT 1")

@@ -33,6 +33,7 @@ from restoredrill.evidence import CheckRecord, iso, utcnow
 from restoredrill.layers.base import CheckFunction, Drill, Log
 from restoredrill.layers.pgbackrest_repo import PgBackRest, StanzaInfo
 from restoredrill.layers.wal import Segment, find_gaps, parse_segment
+from restoredrill.operate import preflight, progress
 from restoredrill.targets.choice import newest_bindir, wants_container
 from restoredrill.targets.container import image_for
 from restoredrill.targets.local import MARKER, PREFIX, remove_marked_folder, workdir_base
@@ -200,6 +201,11 @@ class PhysicalDrill(Drill):
         self.record.rpo_s = round(max(0.0, (utcnow() - newest_wal.archived_at).total_seconds()), 1)
         self.record.rpo_detail.update({"newest_wal": newest_wal.name, "newest_wal_at": iso(newest_wal.archived_at)})
 
+        replay = [w for w in info.wal if newest.archive_start is None or w.name >= newest.archive_start]
+        estimate = preflight.pgbackrest_estimate(
+            newest.size_bytes, len(replay) * self.source.wal_segment_mb * preflight.MB, self.config.disk_reserve_mb
+        )
+        preflight.require_room(workdir_base(target.workdir), estimate, f"set {newest.label}")
         recovery = self._recovery_options(info, newest_wal.archived_at)
         if self.kind == "latest":
             # verify only reads the repository: it runs while the restore does, and its check joins it.
@@ -233,15 +239,31 @@ class PhysicalDrill(Drill):
         data = self.instance.prepare()
         started = time.monotonic()
         self.log(f"{self.database}: pgbackrest restore ({self.kind}) into {data}")
-        result = repo.restore(data, recovery, timeout=target.restore_timeout)
+        reporter = progress.current()
+        restoring = reporter.stage(
+            f"{self.database}/pgbackrest restore ({self.kind})",
+            total=newest.size_bytes,
+            unit="bytes",
+            probe=progress.tree_size(data),
+        )
+        with restoring:
+            result = repo.restore(data, recovery, timeout=target.restore_timeout)
         self.restore_log = result.stdout + result.stderr
         self.record.stages.restore_s = round(time.monotonic() - started, 3)
         if result.returncode != 0:
             raise _restore_failure(result)
-        if self.kind == "time" and self.target_at is not None:
-            self.outcome = recover_to_time(self.instance, self.target_at, repo, info, self.source.wal_segment_mb)
-        else:
-            self.outcome = self.instance.start_and_recover()
+        instance = self.instance
+        replaying = reporter.stage(
+            f"{self.database}/pgbackrest recovery ({self.kind})",
+            total=(newest_wal.segment.number + 1) * self.source.wal_segment_mb * preflight.MB,
+            unit="wal",
+            probe=progress.replay_position(lambda: instance.connection.connect("postgres")),  # type: ignore[union-attr]
+        )
+        with replaying:
+            if self.kind == "time" and self.target_at is not None:
+                self.outcome = recover_to_time(self.instance, self.target_at, repo, info, self.source.wal_segment_mb)
+            else:
+                self.outcome = self.instance.start_and_recover()
         if isinstance(self.instance, ContainerRecoveredInstance):
             info_ = self.record.target_info
             info_.image_id = self.instance.image_info.get("image_id")

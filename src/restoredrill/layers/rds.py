@@ -25,6 +25,7 @@ from restoredrill.errors import BackupDefect, CouldNotVerify
 from restoredrill.evidence import CheckRecord, iso, utcnow
 from restoredrill.layers import rds_api
 from restoredrill.layers.base import CheckFunction, Drill, Log
+from restoredrill.operate import progress
 from restoredrill.targets.local import Connection
 
 
@@ -121,7 +122,13 @@ class RdsDrill(Drill):
             rds.restore_db_instance_from_db_snapshot(DBInstanceIdentifier=identifier, **restore_args, **common)
         else:
             rds.restore_db_instance_to_point_in_time(TargetDBInstanceIdentifier=identifier, **restore_args, **common)
-        connection = self._wait_until_usable(identifier, started)
+        polls = progress.current().stage(
+            f"{self.database}/rds restore into {identifier}",
+            unit="status",
+            probe=lambda: str(self.record.target_info.instance.get("status") or "requested"),
+        )
+        with polls:
+            connection = self._wait_until_usable(identifier, started)
         self.record.stages.restore_s = self.record.rto_s = round(time.monotonic() - started, 3)
         bindir = pgtools.bindir_for(max(pgtools.available_bindirs(self.config.target.pg_bindir)))
         self.restored = Restored(
