@@ -67,7 +67,7 @@ def test_matrix_cells_run_as_separate_jobs_merge_into_the_report_of_one_run(dril
     for cell in cells:  # each CI job: its own checkout, its own run, its own report folder
         config = write_config(drill.root / f"job-{cell['name']}", drill)
         result = run_cli("run", "--config", str(config), "-k", cell["select"], workdir=drill.workdir)
-        assert result.returncode == 0, result.output
+        assert result.returncode == 4, result.output  # one cell of a larger plan is PARTIAL; the merge is whole
         (record,) = records(config.parent / "reports")
         assert record["database"] == cell["database"]
         jobs.append(config.parent / "reports")

@@ -105,8 +105,8 @@ class LogicalDrill(Drill):
         backup.sha256_expected = recorded.sha256
 
         # Room for the dump and the restored database, before anything is written.
-        recorded = manifest.dump.get("database_size_bytes") if manifest else None
-        estimate = preflight.logical_estimate(newest.size, recorded, self.config.disk_reserve_mb)
+        database_size = manifest.dump.get("database_size_bytes") if manifest else None
+        estimate = preflight.logical_estimate(newest.size, database_size, self.config.disk_reserve_mb)
         preflight.require_room(workdir_base(self.config.target.workdir), estimate, newest.key)
 
         # Fetch: streamed to disk, hashed on the way. RTO starts here.

@@ -120,13 +120,13 @@ def merge_report(args: argparse.Namespace) -> int:
     """`report --merge`: one run from the jobs' folders, rendered by the report builder; exits with the verdict."""
     from restoredrill.operate import merge, notify
     from restoredrill.report.build import build_report
-    from restoredrill.report.commands import _config, describe, expected_drills
+    from restoredrill.report.commands import _config, describe
     from restoredrill.verdicts import judge, planned_drills
 
     path, config = _config(args.config)
     out = (args.reports or (config.reports_dir if config else Path("reports"))).resolve()
     merged = merge.merge(args.merge, out, args.run_id, path)
-    expected = expected_drills(config) if config else None
+    expected = planned_drills(config) if config else None
     built = build_report(
         out, run_id=merged.run_id, config_file=path, expected=expected, allure=args.allure, signing_key=args.signing_key
     )
@@ -134,10 +134,9 @@ def merge_report(args: argparse.Namespace) -> int:
     for folder in merged.empty:
         print(f"restoredrill: warning: {folder} holds no evidence: that job's drills did not run", file=sys.stderr)
     print(describe(built))
-    code = judge(merged.records, planned_drills(config) if config else None).exit_code
-    drilled = {(r.database, r.layer) for r in merged.records}
-    if code == 0 and (merged.empty or (expected and any(pair not in drilled for pair in expected))):
-        code = 3  # a job or a configured drill left no evidence: not everything was verified
+    code = judge(merged.records, expected).exit_code  # a configured drill no job ran makes it PARTIAL
+    if code in (0, 4) and merged.empty:
+        code = 3  # a job left no evidence at all: it did not run, so nothing of it was verified
     if config is not None:
         notify.send(config, code, merged.records, merged.run_id, built.html)
     if built.allure_error:

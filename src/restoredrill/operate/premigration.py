@@ -32,7 +32,7 @@ from restoredrill.evidence import BackupInfo, CheckRecord, DrillRecord, new_run_
 from restoredrill.layers.base import Drill
 from restoredrill.operate import listing, notify
 from restoredrill.report.commands import before_run
-from restoredrill.verdicts import judge
+from restoredrill.verdicts import drill_of, judge
 
 VARIANT = "premigration"
 # Checks that compare the restored copy with what the backup recorded: they run BEFORE the migration.
@@ -41,6 +41,8 @@ BACKUP_CHECKS = {
     "toc_tables",
     "manifest_row_counts",
     "manifest_structure",
+    "manifest_content",
+    "matviews_populated",
     "recovery",
     "archive_mode_off",
     "replay_proof",
@@ -254,9 +256,7 @@ def _report(config: DrillConfig, path: Path, record: DrillRecord) -> Path | None
     from restoredrill.report.build import build_report
 
     try:
-        built = build_report(
-            config.reports_dir, run_id=record.run_id, config_file=path, expected=[(record.database, record.layer)]
-        )
+        built = build_report(config.reports_dir, run_id=record.run_id, config_file=path, expected=[drill_of(record)])
     except Exception as exc:  # the rehearsal's verdict survives a report problem, said in one sentence
         print(f"restoredrill: the report could not be written: {proc.redact(str(exc))}", file=sys.stderr)
         return None
