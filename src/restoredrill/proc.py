@@ -248,22 +248,24 @@ class Server:
 def spawn(
     args: Sequence[str | os.PathLike[str]],
     *,
-    log: Path,
+    log: Path | None,
     env: Mapping[str, str] | None = None,
     run_as: RunAs | None = None,
     what: str | None = None,
     death_signal: int = signal.SIGQUIT,
 ) -> Server:
-    """Start a server that does not daemonize (e.g. `postgres -D`), its output appended to `log`.
+    """Start a server that does not daemonize (e.g. `postgres -D`), its output appended to `log` (or dropped).
 
     Not through `pg_ctl start`: pg_ctl forks the postmaster off and exits, so the postmaster would have
     no tie to the run and would outlive a kill -9 of it. Started here, it is our child and gets
     `death_signal` from the kernel when we die (SIGQUIT: PostgreSQL's immediate shutdown, which stops its
     backends and releases the port at once; a backend busy in a CREATE INDEX would not notice a SIGKILLed
-    postmaster until it finished).
+    postmaster until it finished). The kernel sends it when the starting THREAD ends, so start servers
+    from the thread that owns the drill (a short-lived worker thread would stop its server early: loud,
+    never silent). Chosen over a watchdog process per server: no polling, no pid reuse, nothing to start.
     """
     argv = [os.fspath(a) for a in args]
-    with log.open("ab") as output:
+    with log.open("ab") if log is not None else open(os.devnull, "wb") as output:
         process = _popen(
             argv,
             what or Path(argv[0]).name,
