@@ -113,7 +113,7 @@ _PR_SET_PDEATHSIG = 1
 _LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
 
 
-def _dies_with_owner(death_signal: int) -> Callable[[], None]:
+def _dies_with_owner(death_signal: int | None) -> Callable[[], None] | None:
     """A preexec_fn: the child receives `death_signal` when the thread that started it is gone.
 
     A kill -9 of the run runs no `finally`, so only the kernel can stop what the run started: without
@@ -122,6 +122,8 @@ def _dies_with_owner(death_signal: int) -> Callable[[], None]:
     last), and checks the owner once more in case it died between fork and prctl. Linux only; elsewhere
     the janitor of the next run is the only net.
     """
+    if death_signal is None:
+        return None
     owner = os.getpid()
 
     def preexec() -> None:
@@ -143,7 +145,7 @@ def _popen(
     cwd: Path | None,
     stdin: int | None,
     stdout: int | IO[bytes],
-    death_signal: int,
+    death_signal: int | None,
 ) -> subprocess.Popen[bytes]:
     """The child gets its own session, so a Ctrl-C in the terminal reaches us, not it: we then stop it
     ourselves, in order (an interrupted drill never leaves a pg_restore behind)."""
@@ -252,7 +254,7 @@ def spawn(
     env: Mapping[str, str] | None = None,
     run_as: RunAs | None = None,
     what: str | None = None,
-    death_signal: int = signal.SIGQUIT,
+    death_signal: int | None = signal.SIGQUIT,
 ) -> Server:
     """Start a server that does not daemonize (e.g. `postgres -D`), its output appended to `log` (or dropped).
 
