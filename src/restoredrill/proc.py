@@ -127,13 +127,17 @@ def _dies_with_owner(death_signal: int | None) -> Callable[[], None] | None:
     owner = os.getpid()
 
     def preexec() -> None:
-        if _LIBC is None:
-            return
-        _LIBC.prctl(_PR_SET_PDEATHSIG, death_signal, 0, 0, 0)
+        die_with_parent(death_signal)
         if os.getppid() != owner:
             os.kill(os.getpid(), death_signal)
 
     return preexec
+
+
+def die_with_parent(death_signal: int) -> None:
+    """This process receives `death_signal` when the thread that started it is gone (Linux)."""
+    if _LIBC is not None:
+        _LIBC.prctl(_PR_SET_PDEATHSIG, death_signal, 0, 0, 0)
 
 
 def _popen(
