@@ -227,13 +227,8 @@ def run(
 class Server:
     """A long-running server started by `spawn`: ours to watch and to stop, and dies with us."""
 
-    def __init__(self, process: subprocess.Popen[bytes], label: str) -> None:
+    def __init__(self, process: subprocess.Popen[bytes]) -> None:
         self.process = process
-        self.label = label
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
 
     def alive(self) -> bool:
         return self.process.poll() is None
@@ -282,4 +277,4 @@ def spawn(
             stdout=output,
             death_signal=death_signal,
         )
-    return Server(process, what or Path(argv[0]).name)
+    return Server(process)

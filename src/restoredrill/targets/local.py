@@ -251,8 +251,9 @@ class LocalInstance(ServerFolder):
         if self.root is None:
             return
         if self.server is not None:
-            self.server.stop()
-        stop_server(self.bindir, self.data, self.user)
+            self.server.stop()  # our child: no pid file to trust, and reaped
+        else:
+            stop_server(self.bindir, self.data, self.user)
         remove_marked_folder(self.root)
         self.root = None
         self.server = None

@@ -230,9 +230,10 @@ class RecoveredInstance(ServerFolder):
 
     def _stop(self) -> None:
         if self.server is not None:
-            self.server.stop()
+            self.server.stop()  # our child: no pid file to trust, and reaped
             self.server = None
-        stop_server(self.bindir, self.data, self.user)
+        else:
+            stop_server(self.bindir, self.data, self.user)
 
 
 class ContainerRecoveredInstance(RecoveredInstance):
