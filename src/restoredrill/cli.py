@@ -7,13 +7,16 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from restoredrill import __version__, proc
 from restoredrill.errors import BackupDefect, ConfigError, RestoreDrillError
 from restoredrill.operate import commands as operate_commands
 from restoredrill.report import commands as report_commands
 from restoredrill.verdicts import EXIT_CODES_HELP
+
+if TYPE_CHECKING:
+    from restoredrill.config import DrillConfig
 
 PROJECT = Path(__file__).resolve().parents[2]
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_COULD_NOT_VERIFY, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
@@ -87,12 +90,15 @@ def _parser() -> argparse.ArgumentParser:
         help="dump and verify, but upload and delete nothing; list what pruning would delete",
     )
 
-    janitor = sub.add_parser("janitor", help="remove throwaway instances left by crashed drills")
+    janitor = sub.add_parser(
+        "janitor",
+        help="remove what crashed drills left: throwaway instances, containers, expired temporary RDS instances",
+    )
     janitor.add_argument("--workdir", type=Path, default=None)
     janitor.add_argument(
         "--config",
         default=None,
-        help="also scan its target.workdir (default $RESTOREDRILL_CONFIG, or ./drills.toml when present)",
+        help="also its target.workdir and RDS accounts (default $RESTOREDRILL_CONFIG, or ./drills.toml if present)",
     )
     report_commands.add_parsers(sub)  # report, verify-report
     operate_commands.add_parsers(sub)  # list, doctor, matrix, premigration, report --merge
@@ -111,13 +117,35 @@ def _terminate(_signum: int, _frame: object) -> None:
     raise KeyboardInterrupt  # so every `finally` (and pytest's teardown) cleans up on SIGTERM too
 
 
-def _configured_workdir(explicit: str | None) -> Path | None:
-    """target.workdir of the configuration `run` would use, if there is one: leftovers may live there."""
+def _janitor_config(explicit: str | None) -> DrillConfig | None:
+    """The configuration `run` would use, if there is one: its workdir and RDS accounts may hold leftovers."""
     from restoredrill.config import config_path, load_config
 
     if explicit is None and not config_path().exists() and "RESTOREDRILL_CONFIG" not in os.environ:
         return None
-    return load_config(explicit).target.workdir
+    return load_config(explicit)
+
+
+def _janitor(explicit_config: str | None, workdir: Path | None) -> int:
+    """Throwaway folders and servers, drill containers, and expired temporary RDS instances."""
+    from restoredrill.evidence import utcnow
+    from restoredrill.layers import rds_api
+    from restoredrill.targets import container, local
+
+    config = _janitor_config(explicit_config)
+    removed = [
+        *map(str, local.janitor_everywhere(config.target.workdir if config else None, workdir)),
+        *container.janitor(),
+    ]
+    problems: list[str] = []
+    if config is not None:
+        sources = [config.databases[name].rds for name in config.databases_with("rds")]
+        instances, problems = rds_api.janitor_accounts([s for s in sources if s is not None], utcnow())
+        removed += [f"RDS instance {name}" for name in instances]
+    print(f"janitor: removed {len(removed)} leftover(s)" + (f": {', '.join(removed)}" if removed else ""))
+    for problem in problems:
+        print(f"restoredrill: {problem}", file=sys.stderr)
+    return EXIT_COULD_NOT_VERIFY if problems else EXIT_OK
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -173,12 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command in report_commands.COMMANDS:
             return report_commands.main(args)
         if args.command == "janitor":
-            from restoredrill.targets import container, local
-
-            configured = _configured_workdir(args.config)
-            removed = [*map(str, local.janitor_everywhere(configured, args.workdir)), *container.janitor()]
-            print(f"janitor: removed {len(removed)} leftover(s)" + (f": {', '.join(removed)}" if removed else ""))
-            return EXIT_OK
+            return _janitor(args.config, args.workdir)
     except RestoreDrillError as exc:
         print(f"restoredrill: {proc.redact(str(exc))}", file=sys.stderr)
         return _exit_code(exc)

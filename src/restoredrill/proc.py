@@ -137,7 +137,7 @@ _PR_SET_PDEATHSIG = 1
 _LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
 
 
-def _dies_with_owner(death_signal: int) -> Callable[[], None]:
+def _dies_with_owner(death_signal: int | None) -> Callable[[], None] | None:
     """A preexec_fn: the child receives `death_signal` when the thread that started it is gone.
 
     A kill -9 of the run runs no `finally`, so only the kernel can stop what the run started: without
@@ -146,16 +146,22 @@ def _dies_with_owner(death_signal: int) -> Callable[[], None]:
     last), and checks the owner once more in case it died between fork and prctl. Linux only; elsewhere
     the janitor of the next run is the only net.
     """
+    if death_signal is None:
+        return None
     owner = os.getpid()
 
     def preexec() -> None:
-        if _LIBC is None:
-            return
-        _LIBC.prctl(_PR_SET_PDEATHSIG, death_signal, 0, 0, 0)
+        die_with_parent(death_signal)
         if os.getppid() != owner:
             os.kill(os.getpid(), death_signal)
 
     return preexec
+
+
+def die_with_parent(death_signal: int) -> None:
+    """This process receives `death_signal` when the thread that started it is gone (Linux)."""
+    if _LIBC is not None:
+        _LIBC.prctl(_PR_SET_PDEATHSIG, death_signal, 0, 0, 0)
 
 
 def _popen(
@@ -168,7 +174,7 @@ def _popen(
     stdin: int | None,
     inherit_env: bool = True,
     stdout: int | IO[bytes],
-    death_signal: int,
+    death_signal: int | None,
 ) -> subprocess.Popen[bytes]:
     """The child gets its own session, so a Ctrl-C in the terminal reaches us, not it: we then stop it
     ourselves, in order (an interrupted drill never leaves a pg_restore behind)."""
@@ -250,13 +256,8 @@ def run(
 class Server:
     """A long-running server started by `spawn`: ours to watch and to stop, and dies with us."""
 
-    def __init__(self, process: subprocess.Popen[bytes], label: str) -> None:
+    def __init__(self, process: subprocess.Popen[bytes]) -> None:
         self.process = process
-        self.label = label
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
 
     def alive(self) -> bool:
         return self.process.poll() is None
@@ -277,22 +278,24 @@ class Server:
 def spawn(
     args: Sequence[str | os.PathLike[str]],
     *,
-    log: Path,
+    log: Path | None,
     env: Mapping[str, str] | None = None,
     run_as: RunAs | None = None,
     what: str | None = None,
-    death_signal: int = signal.SIGQUIT,
+    death_signal: int | None = signal.SIGQUIT,
 ) -> Server:
-    """Start a server that does not daemonize (e.g. `postgres -D`), its output appended to `log`.
+    """Start a server that does not daemonize (e.g. `postgres -D`), its output appended to `log` (or dropped).
 
     Not through `pg_ctl start`: pg_ctl forks the postmaster off and exits, so the postmaster would have
     no tie to the run and would outlive a kill -9 of it. Started here, it is our child and gets
     `death_signal` from the kernel when we die (SIGQUIT: PostgreSQL's immediate shutdown, which stops its
     backends and releases the port at once; a backend busy in a CREATE INDEX would not notice a SIGKILLed
-    postmaster until it finished).
+    postmaster until it finished). The kernel sends it when the starting THREAD ends, so start servers
+    from the thread that owns the drill (a short-lived worker thread would stop its server early: loud,
+    never silent). Chosen over a watchdog process per server: no polling, no pid reuse, nothing to start.
     """
     argv = [os.fspath(a) for a in args]
-    with log.open("ab") as output:
+    with log.open("ab") if log is not None else open(os.devnull, "wb") as output:
         process = _popen(
             argv,
             what or Path(argv[0]).name,
@@ -303,4 +306,4 @@ def spawn(
             stdout=output,
             death_signal=death_signal,
         )
-    return Server(process, what or Path(argv[0]).name)
+    return Server(process)

@@ -132,34 +132,53 @@ def test_a_container_that_dies_at_start_fails_in_seconds_with_its_log(
     assert labelled(engine, drill.record()["run_id"]) == []
 
 
-def test_sigint_leaves_no_labelled_container(engine: Any, drill: Drill) -> None:
+def owned_by(client: Any, pid: int, host: str | None = None) -> list[str]:
+    # The low-level list inspects nothing: a container removed meanwhile is simply not listed.
+    found = client.api.containers(all=True, filters={"label": f"{OWNER_LABEL}={host or socket.gethostname()}:{pid}"})
+    return [name for c in found for name in c["Names"]]
+
+
+def start_run_until_its_container_exists(engine: Any, drill: Drill, host: str | None = None) -> subprocess.Popen[str]:
     container_target(drill.write_config())
     env = {**os.environ, **AWS_ENV, "RESTOREDRILL_WORKDIR": str(drill.workdir)}
-    cli = subprocess.Popen(
-        [sys.executable, "-m", "restoredrill.cli", "run", "--config", str(drill.root / "drills.toml")],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        env=env,
-        text=True,
-    )
+    command = [sys.executable, "-m", "restoredrill.cli", "run", "--config", str(drill.root / "drills.toml")]
+    if host is not None:  # a host name of its own (a new UTS namespace); exec keeps the pid the run's
+        command = ["unshare", "--uts", "--", "sh", "-c", f'hostname {host} && exec "$@"', "sh", *command]
+    cli = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True)
     deadline = time.monotonic() + 60
-    ours: list[str] = []
-    while time.monotonic() < deadline and not ours:
-        ours = [
-            c.name
-            for c in engine.containers.list(
-                all=True, filters={"label": f"{OWNER_LABEL}={socket.gethostname()}:{cli.pid}"}
-            )
-        ]
+    while time.monotonic() < deadline and not owned_by(engine, cli.pid, host):
         time.sleep(0.05)
-    assert ours, "the drill should have started its container"
+    assert owned_by(engine, cli.pid, host), "the drill should have started its container"
+    return cli
+
+
+def test_sigint_leaves_no_labelled_container(engine: Any, drill: Drill) -> None:
+    cli = start_run_until_its_container_exists(engine, drill)
     cli.send_signal(signal.SIGINT)
     output, _ = cli.communicate(timeout=90)
     assert cli.returncode == 130, output
-    assert [
-        c.name
-        for c in engine.containers.list(all=True, filters={"label": f"{OWNER_LABEL}={socket.gethostname()}:{cli.pid}"})
-    ] == []
+    assert owned_by(engine, cli.pid) == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="a UTS namespace of its own needs root")
+def test_kill_9_of_a_run_removes_its_container_at_once(engine: Any, drill: Drill) -> None:
+    """No `finally` runs after a kill -9: the run's watchdog removes the container, no janitor needed.
+
+    The run gets a host name of its own, so that no janitor of another run on this host (which removes
+    containers of dead owners of ITS host) can do the watchdog's work and hide its absence.
+    """
+    host = f"rd-kill9-{uuid.uuid4().hex[:8]}"
+    cli = start_run_until_its_container_exists(engine, drill, host)
+    try:
+        cli.kill()
+        cli.communicate(timeout=30)
+        killed = time.monotonic()
+        while owned_by(engine, cli.pid, host) and time.monotonic() < killed + 10:
+            time.sleep(0.1)
+        assert owned_by(engine, cli.pid, host) == [], "the container outlived its run"
+    finally:
+        for leftover in engine.containers.list(all=True, filters={"label": f"{OWNER_LABEL}={host}:{cli.pid}"}):
+            leftover.remove(force=True, v=True)
 
 
 def test_janitor_removes_a_planted_leftover_and_spares_a_live_one(engine: Any) -> None:

@@ -91,7 +91,7 @@ def test_missing_wal_segment_fails_pitr_and_the_silent_replay_to_end(scenario: t
     latest = found["latest"]
     assert latest["verdict"] == "failed"
     proof = check(latest, "replay_proof")
-    assert proof["outcome"] == "failed"
+    assert proof["outcome"] == "failed", proof
     assert "WAL replay stopped early and data is missing" in proof["detail"]
     continuity = check(latest, "wal_continuity")
     assert continuity["outcome"] == "failed"

@@ -337,3 +337,32 @@ def test_interrupted_drill_leaves_an_instance_the_janitor_removes(case: Case) ->
     remaining = [i["DBInstanceIdentifier"] for i in case.drill_instances()]
     assert remaining == [planted], "the janitor deleted the expired drill instance and nothing else"
     case.rds.delete_db_instance(DBInstanceIdentifier=planted, SkipFinalSnapshot=True)
+
+
+def test_the_janitor_command_deletes_expired_drill_instances_of_the_configured_accounts(case: Case) -> None:
+    """`restoredrill janitor` (not only the next run) sweeps the RDS accounts the configuration reaches."""
+    case.write_config()
+    expired = (datetime.now(UTC) - timedelta(minutes=5)).isoformat()
+    base = {"DBInstanceClass": "db.t3.micro", "Engine": "postgres", "MasterUsername": "postgres"}
+    leftover, foreign = f"restoredrill-{uuid.uuid4().hex[:8]}", f"app-{uuid.uuid4().hex[:8]}"
+    case.rds.create_db_instance(
+        DBInstanceIdentifier=leftover,
+        MasterUserPassword="MasterPass123",
+        AllocatedStorage=20,
+        Tags=[
+            {"Key": "restoredrill", "Value": "true"},
+            {"Key": "restoredrill-run-id", "Value": "crashed-run"},
+            {"Key": "restoredrill-expires-at", "Value": expired},
+        ],
+        **base,
+    )
+    case.rds.create_db_instance(
+        DBInstanceIdentifier=foreign, MasterUserPassword="MasterPass123", AllocatedStorage=20, **base
+    )
+    result = run_cli("janitor", "--config", str(case.root / "drills.toml"), timeout=120)
+    assert result.returncode == 0, result.output
+    assert f"RDS instance {leftover}" in result.output
+    names = {i["DBInstanceIdentifier"] for i in case.rds.describe_db_instances()["DBInstances"]}
+    assert leftover not in names
+    assert foreign in names, "an instance without the drill's tags is never touched"
+    case.rds.delete_db_instance(DBInstanceIdentifier=foreign, SkipFinalSnapshot=True)

@@ -1,8 +1,9 @@
 """A throwaway PostgreSQL in a Docker container whose major matches the backup's, through testcontainers.
 
 Works where the reaper (Ryuk) image cannot be pulled: every container is labelled with the run id and the
-owning process, removed on success, failure and Ctrl-C by the drill, and by the janitor of a later run
-when its owner died. The port is published on 127.0.0.1 only; the password is random.
+owning process, removed on success, failure and Ctrl-C by the drill, at once by the owner's watchdog when
+the owner is killed (watchdog.py), and by the janitor of a later run as the last net. The port is
+published on 127.0.0.1 only; the password is random.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import psycopg
 
 from restoredrill import proc
 from restoredrill.errors import CouldNotVerify
+from restoredrill.targets import watchdog
 from restoredrill.targets.local import RESTORE_SETTINGS, Connection, free_port, process_alive
 
 LABEL = "restoredrill"
@@ -157,12 +159,13 @@ class ContainerInstance:
         for host, inside in self.volumes.items():
             container.with_volume_mapping(host, inside, mode="rw")
         kwargs: dict[str, Any] = {
-            "labels": {LABEL: "true", RUN_LABEL: self.run_id, OWNER_LABEL: f"{socket.gethostname()}:{os.getpid()}"}
+            "labels": {LABEL: "true", RUN_LABEL: self.run_id, OWNER_LABEL: _owner_label(os.getpid())}
         }
         if self.user:
             kwargs["user"] = self.user
         container.with_kwargs(**kwargs)
         self.container = container
+        watchdog.ensure_watchdog()  # removes the container if this process dies without cleaning up
         try:
             container.start()
         except Exception as exc:
@@ -228,10 +231,13 @@ class ContainerInstance:
             self.container = None
 
 
-def janitor() -> list[str]:
-    """Remove containers labelled by a drill process of this host that no longer exists."""
+def _owner_label(pid: int) -> str:
+    return f"{socket.gethostname()}:{pid}"
+
+
+def _remove_labelled(owner_is_gone: Any, timeout: float = 2) -> list[str]:
     try:
-        client = docker_client(timeout=2)
+        client = docker_client(timeout=timeout)
     except CouldNotVerify:
         return []
     removed = []
@@ -241,16 +247,27 @@ def janitor() -> list[str]:
         # ignore_removed skips it instead of raising (a janitor must never stop a run).
         leftovers = client.containers.list(all=True, filters={"label": f"{LABEL}=true"}, ignore_removed=True)
     except Exception:
+        client.close()
         return []
     for container in leftovers:
-        owner = container.labels.get(OWNER_LABEL, "")
-        owner_host, _, pid = owner.partition(":")
-        if owner_host != host or not pid.isdigit() or process_alive(int(pid)):
+        owner_host, _, pid = container.labels.get(OWNER_LABEL, "").partition(":")
+        if owner_host != host or not pid.isdigit() or not owner_is_gone(int(pid)):
             continue
         with contextlib.suppress(Exception):
             container.remove(force=True, v=True)
             removed.append(container.name)
+    client.close()
     return removed
+
+
+def janitor() -> list[str]:
+    """Remove containers labelled by a drill process of this host that no longer exists."""
+    return _remove_labelled(lambda pid: not process_alive(pid))
+
+
+def remove_owned_by(owner: int) -> list[str]:
+    """Remove the containers of one drill process, which just died (the watchdog's job)."""
+    return _remove_labelled(lambda pid: pid == owner, timeout=30)  # nobody waits on the watchdog
 
 
 def chown_tree(root: Path, uid: int, gid: int) -> None:

@@ -234,6 +234,9 @@ class LocalInstance(ServerFolder):
         while True:
             if not self.server.alive():
                 raise CouldNotVerify(f"the throwaway PostgreSQL did not start: {self.log_tail(3)}")
+            if not postmaster_ready(self.data) and time.monotonic() < deadline:
+                time.sleep(0.05)
+                continue
             try:
                 with self.connection.connect("postgres") as conn:
                     conn.execute("SELECT 1")
@@ -262,11 +265,25 @@ class LocalInstance(ServerFolder):
         if self.root is None:
             return
         if self.server is not None:
-            self.server.stop()
-        stop_server(self.bindir, self.data, self.user)
+            self.server.stop()  # our child: no pid file to trust, and reaped
+        else:
+            stop_server(self.bindir, self.data, self.user)
         remove_marked_folder(self.root)
         self.root = None
         self.server = None
+
+
+def postmaster_ready(data: Path) -> bool:
+    """What `pg_ctl start -w` waits for: the postmaster wrote "ready" or "standby" into postmaster.pid.
+
+    Connecting earlier only fills the server log with our own "the database system is starting up"
+    FATALs, which would hide the FATAL that says why a recovery failed.
+    """
+    try:
+        lines = (data / "postmaster.pid").read_text().splitlines()
+    except OSError:
+        return False
+    return len(lines) >= 8 and lines[7].strip() in {"ready", "standby"}
 
 
 def remove_marked_folder(folder: Path) -> None:

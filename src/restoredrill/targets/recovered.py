@@ -32,6 +32,7 @@ from restoredrill.targets.local import (
     Connection,
     ServerFolder,
     free_port,
+    postmaster_ready,
     remove_marked_folder,
     stop_server,
     workdir_base,
@@ -152,6 +153,9 @@ class RecoveredInstance(ServerFolder):
         while True:
             if not self._alive():
                 raise self._startup_failure("the server exited during recovery")
+            if not self._accepting() and time.monotonic() < deadline:
+                time.sleep(0.05)
+                continue
             try:
                 with self.connection.connect("postgres") as conn:
                     row = conn.execute("SELECT pg_is_in_recovery()").fetchone()
@@ -182,6 +186,9 @@ class RecoveredInstance(ServerFolder):
 
     def _alive(self) -> bool:
         return self.server is not None and self.server.alive()
+
+    def _accepting(self) -> bool:
+        return postmaster_ready(self.data)
 
     def _startup_failure(self, fallback: str) -> Exception:
         fatal = [ln for ln in self.log_lines() if "FATAL:" in ln or "PANIC:" in ln]
@@ -223,9 +230,10 @@ class RecoveredInstance(ServerFolder):
 
     def _stop(self) -> None:
         if self.server is not None:
-            self.server.stop()
+            self.server.stop()  # our child: no pid file to trust, and reaped
             self.server = None
-        stop_server(self.bindir, self.data, self.user)
+        else:
+            stop_server(self.bindir, self.data, self.user)
 
 
 class ContainerRecoveredInstance(RecoveredInstance):
@@ -281,6 +289,9 @@ class ContainerRecoveredInstance(RecoveredInstance):
 
     def _alive(self) -> bool:
         return self.container is not None and self.container.status() in {"running", "created", "restarting"}
+
+    def _accepting(self) -> bool:
+        return True  # the folder belongs to the container's user: ask by connecting
 
     def log_lines(self) -> list[str]:
         if self.container is None:

@@ -1,0 +1,69 @@
+"""What the one runner starts dies with its owner: a tool and a server, as ourselves and as the server's
+unprivileged user (a change of user clears a parent-death signal, so the runner must set it after)."""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import sys
+import textwrap
+import time
+
+import psutil
+import pytest
+
+pytestmark = pytest.mark.integration
+
+OWNER = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+    from restoredrill import proc
+    user = proc.RunAs.for_server() if sys.argv[2] == "server-user" else None
+    if sys.argv[1] == "tool":
+        proc.run(["sleep", "3600"], timeout=3600, run_as=user)
+    else:
+        server = proc.spawn(["sleep", "3600"], log=None, run_as=user)
+        time.sleep(3600)
+    """
+)
+
+
+def _children_named(owner: psutil.Process, name: str, timeout: float = 20) -> list[psutil.Process]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = [p for p in owner.children(recursive=True) if p.name() == name]
+        if found:
+            return found
+        time.sleep(0.05)
+    raise AssertionError(f"{name} never started")
+
+
+def _running(processes: list[psutil.Process]) -> list[int]:
+    running = []
+    for process in processes:
+        with contextlib.suppress(psutil.Error):
+            if process.is_running() and process.status() != psutil.STATUS_ZOMBIE:
+                running.append(process.pid)
+    return running
+
+
+@pytest.mark.parametrize("started_by", ["tool", "server"])
+@pytest.mark.parametrize("user", ["ourselves", "server-user"])
+def test_what_the_runner_starts_dies_with_a_killed_owner(started_by: str, user: str) -> None:
+    owner = subprocess.Popen([sys.executable, "-c", OWNER, started_by, user])
+    children: list[psutil.Process] = []
+    try:
+        children = _children_named(psutil.Process(owner.pid), "sleep")
+        if user == "server-user" and psutil.Process().uids().effective == 0:
+            assert children[0].uids().effective != 0, "as root the child should run as the server's user"
+        owner.kill()
+        owner.wait(10)
+        deadline = time.monotonic() + 5
+        while (alive := _running(children)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert alive == [], f"outlived its owner: {alive}"
+    finally:
+        for child in children:
+            with contextlib.suppress(psutil.Error):
+                child.kill()
