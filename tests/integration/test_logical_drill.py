@@ -411,3 +411,20 @@ def test_secrets_in_custom_sql_checks_reach_no_sink(drill: Drill) -> None:
         for path in sinks:
             assert secret not in path.read_text(errors="replace"), (secret, path)
     assert_clean(drill, result)
+
+
+def test_inherited_libpq_variables_never_redirect_a_drill(drill: Drill) -> None:
+    """A shell pointed at production (PGHOSTADDR overrides the host libpq is given, PGSERVICE names another
+    server, PGSSLMODE=require refuses a loopback server without TLS): the drill still reaches only its own
+    throwaway server. Every address here is on this machine's loopback range."""
+    drill.write_config()
+    inherited = {
+        "PGHOSTADDR": "127.0.0.2",
+        "PGSERVICE": "restoredrill-no-such-service",
+        "PGSSLMODE": "require",
+        "DATABASE_URL": "postgresql://app@127.0.0.2/shop",
+    }
+    result = drill.run(env=inherited)
+    assert result.returncode == 0, result.output
+    assert drill.record()["verdict"] == "passed"
+    assert "ignoring the inherited PGHOSTADDR" in result.output

@@ -30,6 +30,7 @@ from restoredrill.durations import format_duration
 from restoredrill.errors import BackupDefect, ConfigError, CouldNotVerify
 from restoredrill.evidence import BackupInfo, CheckRecord, DrillRecord, new_run_id
 from restoredrill.layers.base import Drill
+from restoredrill.libpq_env import forget_inherited_servers, points_at_a_server
 from restoredrill.operate import listing, notify
 from restoredrill.report.commands import before_run
 from restoredrill.verdicts import drill_of, judge
@@ -128,20 +129,6 @@ def rollback_point(layer: Layer, newest: listing.Newest, restored: BackupInfo | 
             f"recovery window {newest.window_from} .. {newest.window_to}"
         )
     return f"rollback point: dump {backup_id} taken {taken_at}"
-
-
-def points_at_a_server(name: str) -> bool:
-    """A libpq variable (PGHOST, PGHOSTADDR, PGSERVICE, PGPASSFILE, ...) or DATABASE_URL; pgBackRest's own
-    PGBACKREST_* settings are not libpq's."""
-    return (name.startswith("PG") and not name.startswith("PGBACKREST_")) or name == "DATABASE_URL"
-
-
-def forget_inherited_servers() -> None:
-    """Before anything connects: an engineer about to migrate often has PG* pointing at production in their
-    shell, and libpq honours them where a connection string leaves a gap (PGHOSTADDR even overrides host).
-    This process must only ever reach the throwaway copy."""
-    for name in [n for n in os.environ if points_at_a_server(n)]:
-        del os.environ[name]
 
 
 def copy_environment(restored: Restored) -> dict[str, str]:
