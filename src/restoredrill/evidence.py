@@ -94,6 +94,9 @@ class DrillRecord(BaseModel):
     checks: list[CheckRecord] = Field(default_factory=list)
     largest_tables: list[dict[str, int | str]] = Field(default_factory=list)
     backup_sets: list[dict[str, object]] = Field(default_factory=list)
+    replay: dict[str, object] = Field(
+        default_factory=dict, description="pgBackRest: the set restored, where replay ended, and the server's words"
+    )
     target_info: TargetInfo = Field(default_factory=TargetInfo)
     notes: list[str] = Field(default_factory=list)
     started_at: str = Field(default_factory=lambda: iso(utcnow()) or "")

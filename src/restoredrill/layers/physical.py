@@ -32,7 +32,18 @@ from restoredrill.durations import format_duration, parse_duration
 from restoredrill.errors import BackupDefect, ConfigError, CouldNotVerify, RestoreDrillError
 from restoredrill.evidence import CheckRecord, iso, utcnow
 from restoredrill.layers.base import CheckFunction, Drill, Log
-from restoredrill.layers.pgbackrest_repo import PgBackRest, StanzaInfo
+from restoredrill.layers.pgbackrest_errors import classify, error_text
+from restoredrill.layers.pgbackrest_repo import BackupSet, PgBackRest, StanzaInfo, restored_set
+from restoredrill.layers.replay import (
+    ReplayEnd,
+    consistent_lsn,
+    format_lsn,
+    parse_lsn,
+    recovery_lines,
+    redo_done_lsn,
+    stop_cause,
+    stopping_time,
+)
 from restoredrill.layers.wal import Segment, find_gaps, parse_segment
 from restoredrill.targets.choice import newest_bindir, wants_container
 from restoredrill.targets.container import image_for
@@ -61,7 +72,6 @@ def target_text(moment: datetime) -> str:
 
 _TARGET_UNREACHED = "recovery ended before configured recovery target was reached"
 _LAST_COMMIT = re.compile(r"last completed transaction was at log time (\S+ \S+)")
-_REDO_DONE = re.compile(r"redo done at ([0-9A-F]+)/([0-9A-F]+)")
 
 
 def last_commit_before_unreached_target(
@@ -77,11 +87,10 @@ def last_commit_before_unreached_target(
     """
     if not any(_TARGET_UNREACHED in line for line in log_lines):
         return None
-    redo = [m for line in log_lines if (m := _REDO_DONE.search(line))]
+    lsn = redo_done_lsn(log_lines)
     commits = [m.group(1) for line in log_lines if (m := _LAST_COMMIT.search(line))]
-    if not redo or not commits:
+    if lsn is None or not commits:
         return None
-    lsn = (int(redo[-1].group(1), 16) << 32) | int(redo[-1].group(2), 16)
     if lsn // (segment_mb * 1024 * 1024) != archive_end.number:
         return None  # replay stopped before the archive's end: WAL is missing or unreadable, a defect
     try:
@@ -150,6 +159,9 @@ class PhysicalDrill(Drill):
         self.target_at: datetime | None = None
         self.outcome: RecoveryOutcome | None = None
         self.restore_log = ""
+        self.restored_set: BackupSet | None = None
+        self.replay_end: ReplayEnd | None = None
+        self.server_log: list[str] = []
         self.reference_at: datetime | None = None
         self._verify_pool: ThreadPoolExecutor | None = None
         self._verify_future: Future[list[str]] | None = None
@@ -238,7 +250,8 @@ class PhysicalDrill(Drill):
         self.restore_log = result.stdout + result.stderr
         self.record.stages.restore_s = round(time.monotonic() - started, 3)
         if result.returncode != 0:
-            raise _restore_failure(result)
+            raise _restore_failure(result, encrypted=info.cipher != "none")
+        self.restored_set = self._name_restored_set(info, self.restore_log)
         if self.kind == "time" and self.target_at is not None:
             self.outcome = recover_to_time(self.instance, self.target_at, repo, info, self.source.wal_segment_mb)
         else:
@@ -250,8 +263,9 @@ class PhysicalDrill(Drill):
         self.record.stages.recovery_s = round(self.instance.recovery_s or 0, 3)
         assert self.instance.connection is not None
         with self.instance.connection.connect(self.dbname) as conn:  # usable: promoted and answering
-            conn.execute("SELECT 1")
+            row = conn.execute("SELECT pg_last_wal_replay_lsn()::text").fetchone()
         self.record.rto_s = round(time.monotonic() - started, 3)
+        self.replay_end = self._replay_end(info, row[0] if row else None)
         self.record.target_info.server_version = self.instance.setting("server_version")
         self.record.target_info.bindir = str(bindir)
         self.record.tool_versions["server"] = self.record.target_info.server_version
@@ -273,6 +287,57 @@ class PhysicalDrill(Drill):
         )
         with contextlib.suppress(Exception):
             self.record.largest_tables = checks_mod.largest_tables(self.restored)
+
+    def _name_restored_set(self, info: StanzaInfo, output: str) -> BackupSet:
+        """The set pgBackRest says it restored (it picks one itself for a time target), named in the evidence."""
+        said = restored_set(output)
+        chosen = next((b for b in info.backups if said and b.label == said[0]), None)
+        if said is None or chosen is None:
+            raise CouldNotVerify(
+                "pgbackrest restore did not say which backup set it restored"
+                + (f" ({said[0]} is not in the repository's list)" if said else "")
+            )
+        backup = self.record.backup
+        backup.id, backup.taken_at = chosen.label, iso(chosen.stopped_at)
+        backup.size_bytes, backup.server_version = chosen.repo_size_bytes, chosen.database_version
+        self.record.replay["restored_set"] = {
+            "label": chosen.label,
+            "type": chosen.type,
+            "stop": iso(chosen.stopped_at),
+            "lsn_stop": chosen.lsn_stop,
+            "proof": f"pgbackrest restore: {said[1]}",
+        }
+        return chosen
+
+    def _replay_end(self, info: StanzaInfo, replayed: str | None) -> ReplayEnd:
+        """Where replay ended (the promoted server, else its log) against the newest archived segment."""
+        assert self.instance is not None
+        lines = self.instance.log_lines()
+        redo = redo_done_lsn(lines)
+        end = parse_lsn(replayed or "")
+        proof = f"pg_last_wal_replay_lsn() = {replayed} on the promoted server"
+        if end is None and redo is not None:
+            end, proof = redo + 1, f"the server log: redo done at {format_lsn(redo)}"
+        if end is None:
+            raise CouldNotVerify("neither the server nor its log says where WAL replay ended")
+        if redo is not None:
+            proof += f"; the server log: redo done at {format_lsn(redo)}"
+        newest = info.newest_wal
+        assert newest is not None
+        replay = ReplayEnd(
+            end_lsn=end,
+            end_proof=proof,
+            archive_end=newest.segment,
+            archive_end_proof=f"the newest segment pgbackrest repo-ls lists in archive/{info.stanza}/{info.archive_id}"
+            f" (archive.info max {info.archive_max})",
+            redo_done=redo,
+            cause=stop_cause(lines),
+            segment_mb=self.source.wal_segment_mb,
+        )
+        self.record.replay.update(replay.evidence())
+        self.server_log = lines
+        self.record.replay["server_log"] = recovery_lines(lines)
+        return replay
 
     def _prefetch_wal(self, folder: Path) -> None:
         """Every archived segment from the restored set's first one on, fetched by pgBackRest on the host."""
@@ -350,20 +415,20 @@ class PhysicalDrill(Drill):
         )
 
     def _recovery_check(self) -> CheckRecord:
-        outcome = self.outcome
+        """Recovery reached its target, proven by LSN and by the server's own log lines."""
+        outcome, replay = self.outcome, self.replay_end
         assert outcome is not None
-        if self.kind == "time":
-            ok = (outcome.stopped is not None and "stopping before" in outcome.stopped) or (
-                outcome.stopped is not None and "stopping after" in outcome.stopped
+        assert replay is not None
+        if not outcome.completed:
+            return CheckRecord(
+                name="recovery", outcome="failed", detail="the server log never says 'archive recovery complete'"
             )
-            detail = outcome.stopped or "the log never says the recovery target was reached"
+        if self.kind == "latest":
+            ok, detail = replay.reached_archive_end, replay.sentence()
         elif self.kind == "immediate":
-            ok = outcome.stopped is not None and "consistency" in outcome.stopped
-            detail = outcome.stopped or "the log never says recovery stopped at consistency"
+            ok, detail = self._immediate_reached(outcome.stopped, replay)
         else:
-            ok = outcome.completed
-            detail = "replayed the archive to its end"
-        ok = ok and outcome.completed
+            ok, detail = self._time_reached(outcome.stopped, replay)
         replayed = f"; last replayed transaction at {iso(outcome.last_replayed_at)}" if outcome.last_replayed_at else ""
         return CheckRecord(
             name="recovery",
@@ -372,6 +437,44 @@ class PhysicalDrill(Drill):
             if ok
             else f"recovery did not reach its target: {detail}",
         )
+
+    def _immediate_reached(self, stopped: str | None, replay: ReplayEnd) -> tuple[bool, str]:
+        chosen = self.restored_set
+        assert chosen is not None
+        stop_lsn = parse_lsn(chosen.lsn_stop or "")
+        consistent = consistent_lsn(self.server_log)
+        if stopped is None or "consistency" not in stopped:
+            return False, "the server log never says recovery stopped at consistency"
+        if stop_lsn is None:
+            return False, f"pgbackrest info gives no stop LSN for set {chosen.label}: its end cannot be proven"
+        where = (
+            f"{stopped} (server log{f', consistent at {format_lsn(consistent)}' if consistent is not None else ''}); "
+            f"replay ended at LSN {format_lsn(replay.end_lsn)} ({replay.end_proof}); set {chosen.label} stops at "
+            f"LSN {chosen.lsn_stop} (pgbackrest info)"
+        )
+        if replay.end_lsn < stop_lsn:
+            cause = f": the server said: {replay.cause}" if replay.cause else ""
+            return False, f"{where}: replay ended before the set's stop LSN{cause}"
+        return True, f"{where}: the set's stop LSN was reached"
+
+    def _time_reached(self, stopped: str | None, replay: ReplayEnd) -> tuple[bool, str]:
+        target = self.target_at
+        assert target is not None
+        parsed = stopping_time(stopped or "")
+        if stopped is None or parsed is None:
+            cause = f" (the server said: {replay.cause})" if replay.cause else ""
+            return False, f"the server log never says the recovery target {iso(target)} was reached{cause}"
+        side, at = parsed
+        # Stopping BEFORE a commit means that commit is the first after the target; stopping AFTER one
+        # (recovery_target_inclusive) means it committed at the target.
+        ok = at > target if side == "before" else at <= target
+        where = (
+            f"{stopped} (server log) for target {target_text(target)}; replay ended at LSN "
+            f"{format_lsn(replay.end_lsn)} ({replay.end_proof})"
+        )
+        if not ok:
+            return False, f"{where}: the stop does not agree with the target"
+        return True, f"{where}: recovery stopped at the target"
 
     def _archive_mode_check(self) -> CheckRecord:
         assert self.instance is not None
@@ -439,12 +542,17 @@ class PhysicalDrill(Drill):
             problems.append(f"{after} marker row(s) are newer than the target {iso(upper)}: recovery went too far")
         if problems:
             return CheckRecord(name="replay_proof", outcome="failed", detail="; ".join(problems), sql=text)
+        assert self.reference_at is not None
+        gap = (self.reference_at - newest).total_seconds()
+        allowed = (self.reference_at - lower).total_seconds() if lower is not None else None
         return CheckRecord(
             name="replay_proof",
             outcome="passed",
             sql=text,
-            detail=f"newest marker {iso(newest)} is within {format_duration(interval)} of "
-            f"{self.kind} ({iso(self.reference_at)}) and none is after it",
+            detail=f"newest marker {iso(newest)} is {gap:.1f}s "
+            f"{'before' if gap >= 0 else 'after'} {self.kind} ({iso(self.reference_at)})"
+            + (f", allowed {allowed:.1f}s (marker interval + tolerance)" if allowed is not None else "")
+            + (f"; no marker after {iso(upper)}" if upper is not None else ""),
         )
 
     def _marker_lower(self, interval: float, tolerance: float) -> datetime | None:
@@ -590,6 +698,7 @@ class PhysicalDrill(Drill):
         if self.instance is not None:
             if self.outcome is None and self.instance.root is not None:
                 self.record.notes.append("server log tail: " + self.instance.log_tail(5).replace("\n", " | "))
+                self.record.replay["server_log"] = recovery_lines(self.instance.log_lines())
             self.instance.destroy()
         if self.work is not None:
             shutil.rmtree(self.work, ignore_errors=True)
@@ -647,17 +756,9 @@ def ledger_commits(db: Restored, table: str, id_column: str) -> dict[int, dateti
     return {int(i): at for i, at in rows if at is not None}
 
 
-def _restore_failure(result: proc.Completed) -> Exception:
-    text = result.tail(6)
-    last = next((ln for ln in reversed(text.splitlines()) if "ERROR" in ln), text.splitlines()[-1] if text else "")
-    if "[075]" in text or "no backup set found" in text:
-        if "stop time less than" in text:
-            return BackupDefect(f"no backup set is old enough for the PITR target: {last.strip()}")
-        return CouldNotVerify(
-            f"pgbackrest found no backup set it can read (a wrong cipher passphrase?): {last.strip()}"
-        )
-    if "checksum" in text.lower() or "ERROR_contentChecksum" in text or "lz4 error" in text:
-        return BackupDefect(f"a file of the backup set is corrupt (restore failed): {last.strip()}")
-    if "unable to connect" in text.lower() or "HostConnectError" in text or "unable to open" in text:
-        return CouldNotVerify(f"the repository became unreachable during restore: {last.strip()}")
-    return BackupDefect(f"pgbackrest restore failed (exit {result.returncode}): {last.strip()}")
+def _restore_failure(result: proc.Completed, *, encrypted: bool = False) -> Exception:
+    """pgBackRest's own error kinds decide (see pgbackrest_errors); its error lines are quoted whole."""
+    text = (result.stdout + "\n" + result.stderr).strip()
+    if "[075]" in text and "stop time less than" in text:
+        return BackupDefect(f"no backup set is old enough for the PITR target: {error_text(text)}")
+    return classify(text, f"restoring (pgbackrest restore exit {result.returncode})", encrypted=encrypted)

@@ -26,6 +26,7 @@ import psycopg
 
 from restoredrill import proc
 from restoredrill.errors import BackupDefect, CouldNotVerify
+from restoredrill.layers.replay import format_lsn, redo_done_lsn, stop_cause
 from restoredrill.targets.container import ContainerInstance, chown_tree
 from restoredrill.targets.local import (
     MARKER,
@@ -74,6 +75,13 @@ class RecoveryOutcome:
     consistent: bool
     last_replayed_at: datetime | None
     lines: list[str]
+
+
+def replay_stop_sentence(lines: list[str]) -> str:
+    """Where replay ended and the server's reason, from its log (empty when the log says neither)."""
+    redo, cause = redo_done_lsn(lines), stop_cause(lines)
+    where = f"; replay ended at LSN {format_lsn(redo)} (server log: redo done at {format_lsn(redo)})" if redo else ""
+    return where + (f"; the server said: {cause}" if cause else "")
 
 
 class RecoveredInstance(ServerFolder):
@@ -211,6 +219,8 @@ class RecoveredInstance(ServerFolder):
         fatal = [ln for ln in self.log_lines() if "FATAL:" in ln or "PANIC:" in ln]
         line = fatal[0].split("FATAL:", 1)[-1].split("PANIC:", 1)[-1].strip() if fatal else fallback
         message = f"the restored server did not come up: {line}"
+        if "recovery ended before" in line:
+            message += replay_stop_sentence(self.log_lines())
         return CouldNotVerify(message) if _INFRA.search(line) else BackupDefect(message)
 
     def log_lines(self) -> list[str]:
