@@ -72,6 +72,20 @@ def test_healthy_repository_passes_every_recovery_target_and_is_left_untouched(s
     assert check(latest, "wal_continuity")["outcome"] == "passed"
     assert check(latest, "pgbackrest_verify")["outcome"] == "passed"
     assert "recovery stopping before commit" in check(found["time"], "recovery")["detail"]
+    assert "recovery stopped at the target" in check(found["time"], "recovery")["detail"]
+    assert "the set's stop LSN was reached" in check(found["immediate"], "recovery")["detail"]
+    assert "replay reached the end of the archive" in check(latest, "recovery")["detail"]
+    replay = latest["replay"]
+    assert replay["replay_end_segment"] == replay["archive_end_segment"] == latest["rpo_detail"]["newest_wal"]
+    assert "pg_last_wal_replay_lsn()" in replay["replay_end_proof"]
+    assert any("redo done at" in line for line in replay["server_log"])
+    labels = {s["label"]: s for s in latest["backup_sets"]}
+    for record in found.values():  # the set pgBackRest says it restored, with its type and stop time
+        restored = record["replay"]["restored_set"]
+        assert restored["proof"].startswith(f"pgbackrest restore: repo1: restore backup set {restored['label']}")
+        assert record["backup"]["id"] == restored["label"]
+        assert restored["type"] == labels[restored["label"]]["type"]
+        assert restored["stop"] == labels[restored["label"]]["stop"]
     assert "consistency" in check(found["immediate"], "recovery")["detail"]
     assert_clean(root, result)
 
