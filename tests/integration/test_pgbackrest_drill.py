@@ -192,3 +192,23 @@ def test_unreachable_repository_could_not_verify(scenario: tuple[Path, Repo], tm
     assert "unreachable" in reason or "could not read the repository" in reason, reason
     assert "s3-secret-never-shown" not in result.output
     assert_clean(root, result)
+
+
+def test_a_random_target_inside_the_window_is_reached_exactly_and_its_seed_recorded(
+    scenario: tuple[Path, Repo],
+) -> None:
+    root, repo = scenario
+    drill_config(root, repo, targets='recovery_targets = ["random"]\nrandom_seed = 20261202')
+    result = run(root)
+    assert result.returncode == 0, result.output
+    record = records(root)["random"]
+    assert record["verdict"] == "passed", record["reason"]
+    chosen = record["replay"]["random_target"]
+    assert chosen["seed"] == 20261202
+    assert chosen["window_start"] <= chosen["target"] <= chosen["window_end"]
+    assert record["recovery_target"] == chosen["target"]
+    recovery = check(record, "recovery")["detail"]
+    assert "recovery stopped at the target" in recovery
+    assert "no commit after the target was replayed" in recovery
+    assert check(record, "replay_proof")["outcome"] == "passed"
+    assert_clean(root, result)

@@ -15,6 +15,7 @@ from restoredrill.layers.pgbackrest_repo import parse_verify, restored_set
 from restoredrill.layers.physical import (
     _restore_failure,
     last_commit_before_unreached_target,
+    random_target,
     resolve_target,
     target_text,
 )
@@ -281,3 +282,12 @@ def test_the_time_of_a_recovery_stop_is_read_from_the_servers_line() -> None:
     assert side == "before"
     assert at == datetime(2026, 12, 2, 17, 24, 49, 98851, tzinfo=UTC)
     assert format_lsn(parse_lsn("1/A0") or 0) == "1/A0"
+
+
+def test_a_random_target_is_inside_the_window_and_reproducible_from_its_seed() -> None:
+    low = datetime(2026, 12, 2, 17, 0, tzinfo=UTC)
+    high = low + timedelta(minutes=10)
+    picks = [random_target(seed, low, high) for seed in range(50)]
+    assert all(low <= p <= high for p in picks)
+    assert len(set(picks)) > 40
+    assert random_target(7, low, high) == random_target(7, low, high)

@@ -50,7 +50,7 @@ from restoredrill.targets.container import image_for
 from restoredrill.targets.local import MARKER, PREFIX, workdir_base
 from restoredrill.targets.recovered import ContainerRecoveredInstance, RecoveredInstance, RecoveryOutcome
 
-RecoveryKind = Literal["latest", "immediate", "time"]
+RecoveryKind = Literal["latest", "immediate", "time", "random"]
 SLACK_S = 1.0  # commit timestamps and clock_timestamp() of the same row differ by milliseconds
 
 
@@ -64,6 +64,12 @@ def resolve_target(spec: str, newest_wal_at: datetime) -> datetime:
         except ValueError:
             raise ConfigError(f"pitr_target '{spec}' is neither an ISO time nor a duration like '1h'") from None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def random_target(seed: int, low: datetime, high: datetime) -> datetime:
+    """A point of the window [low, high], reproducible from `seed` (recorded in the evidence)."""
+    chooser = random.Random(seed)  # noqa: S311 - a reproducible sample, not security
+    return low + (high - low) * chooser.random()
 
 
 def target_text(moment: datetime) -> str:
@@ -147,6 +153,7 @@ class PhysicalDrill(Drill):
             raise ValueError(f"{database} has no pgbackrest layer")
         self.source: PgBackRestSource = source
         self.kind = kind
+        self.timed = kind in ("time", "random")  # both recover to a point in time
         self.record.recovery_target = kind
         self.record.variant = kind
         # Checks of the repository itself (not of the restored copy) run even when the restore failed.
@@ -252,7 +259,7 @@ class PhysicalDrill(Drill):
         if result.returncode != 0:
             raise _restore_failure(result, encrypted=info.cipher != "none")
         self.restored_set = self._name_restored_set(info, self.restore_log)
-        if self.kind == "time" and self.target_at is not None:
+        if self.timed and self.target_at is not None:
             self.outcome = recover_to_time(self.instance, self.target_at, repo, info, self.source.wal_segment_mb)
         else:
             self.outcome = self.instance.start_and_recover()
@@ -269,9 +276,11 @@ class PhysicalDrill(Drill):
         self.record.target_info.server_version = self.instance.setting("server_version")
         self.record.target_info.bindir = str(bindir)
         self.record.tool_versions["server"] = self.record.target_info.server_version
-        self.reference_at = {"latest": newest_wal.archived_at, "immediate": newest.stopped_at, "time": self.target_at}[
-            self.kind
-        ]
+        self.reference_at = (
+            self.target_at
+            if self.timed
+            else {"latest": newest_wal.archived_at, "immediate": newest.stopped_at}[self.kind]
+        )
         self.restored = Restored(
             connection=self.instance.connection,
             dbname=self.dbname,
@@ -360,9 +369,12 @@ class PhysicalDrill(Drill):
             return [*common, "--type=default"]
         if self.kind == "immediate":
             return [*common, "--type=immediate", "--target-action=promote", f"--set={info.newest.label}"]
-        target_at = self.target_at = resolve_target(self.source.pitr_target, newest_wal_at)
-        self.record.recovery_target = iso(target_at) or "time"
         oldest = info.backups[0]
+        if self.kind == "random":
+            target_at = self.target_at = self._random_target(oldest.stopped_at, newest_wal_at)
+        else:
+            target_at = self.target_at = resolve_target(self.source.pitr_target, newest_wal_at)
+        self.record.recovery_target = iso(target_at) or "time"
         if target_at <= oldest.stopped_at:
             raise BackupDefect(
                 f"the PITR target {iso(target_at)} is before the oldest backup set {oldest.label} "
@@ -374,6 +386,32 @@ class PhysicalDrill(Drill):
                 f"({iso(newest_wal_at)}): it cannot be reached"
             )
         return [*common, "--type=time", f"--target={target_text(target_at)}", "--target-action=promote"]
+
+    def _random_target(self, oldest_stop: datetime, newest_wal_at: datetime) -> datetime:
+        """A new point of the recoverable window on each run (or the configured seed's), its seed recorded.
+
+        The window starts just after the oldest set's stop and ends a marker interval (plus tolerance) before
+        the newest archived WAL: a target after the last commit cannot be confirmed by PostgreSQL at all."""
+        seed = self.source.random_seed
+        if seed is None:
+            seed = random.SystemRandom().randrange(2**32)
+        marker = self.source.marker
+        margin = (marker.interval + marker.tolerance) if marker is not None else 60.0
+        low, high = oldest_stop + timedelta(seconds=1), newest_wal_at - timedelta(seconds=margin)
+        if high <= low:
+            raise CouldNotVerify(
+                f"the recoverable window is empty: the oldest set stopped at {iso(oldest_stop)} and the newest "
+                f"archived WAL is from {iso(newest_wal_at)}, less than {format_duration(margin)} later"
+            )
+        target = random_target(seed, low, high)
+        self.record.replay["random_target"] = {
+            "seed": seed,
+            "window_start": iso(low),
+            "window_end": iso(high),
+            "target": iso(target),
+            "target_exact": target_text(target),
+        }
+        return target
 
     # ----- stage 2 -----------------------------------------------------------------------------------
     def database_checks(self) -> dict[str, CheckFunction]:
@@ -474,7 +512,12 @@ class PhysicalDrill(Drill):
         )
         if not ok:
             return False, f"{where}: the stop does not agree with the target"
-        return True, f"{where}: recovery stopped at the target"
+        # Exactly at the target: the next commit was not replayed (above) and the last one replayed is not after it.
+        replayed = self.outcome.last_replayed_at if self.outcome else None
+        if replayed is not None and replayed > target and side == "before":
+            return False, f"{where}: a transaction committed at {iso(replayed)}, after the target, was replayed"
+        last = f"the last replayed commit at {replayed.isoformat()}" if replayed else "no commit replayed"
+        return True, f"{where}: recovery stopped at the target ({last}; no commit after the target was replayed)"
 
     def _archive_mode_check(self) -> CheckRecord:
         assert self.instance is not None
@@ -566,7 +609,7 @@ class PhysicalDrill(Drill):
 
     def _marker_upper(self) -> datetime | None:
         assert self.info is not None
-        if self.kind == "time":
+        if self.timed:
             return self.target_at
         if self.kind == "immediate":
             return self.info.newest.stopped_at + timedelta(seconds=SLACK_S)
