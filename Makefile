@@ -8,7 +8,7 @@ export PATH := $(BIN):$(PATH)
 # Tests run two workers on two cores; override with `make test WORKERS=4`.
 WORKERS ?= 2
 
-.PHONY: demo test install system python lint bench clean docker
+.PHONY: demo test install system python lint bench clean docker detection-physical
 
 demo: install
 	$(BIN)/restoredrill demo
@@ -42,6 +42,10 @@ lint: python
 
 bench: install
 	$(BIN)/python bench/bench_logical.py
+
+# The pgBackRest detection corpus: every defect class and healthy posix/encrypted/S3 runs (~20 min).
+detection-physical: install
+	$(BIN)/python -m tests.detection_physical --json reports/detection-physical.json
 
 clean:
 	rm -rf $(VENV) .demo reports/evidence reports/allure-results reports/junit

@@ -189,6 +189,11 @@ def delete_set_folder(repo: Repo, _t: Templates) -> Setup:
     return Setup(targets=("immediate",))
 
 
+def delete_diff_folder(repo: Repo, _t: Templates) -> Setup:
+    shutil.rmtree(_newest_set(repo, "D"))  # backup.info still lists it; verify (2.45) does not notice
+    return Setup()
+
+
 def corrupt_manifests(repo: Repo, _t: Templates) -> Setup:
     for name in ("backup.manifest", "backup.manifest.copy"):
         path = _newest_set(repo) / name
@@ -263,6 +268,8 @@ CLASSES: tuple[DefectClass, ...] = (
                 "FileMissingError", fast=True),
     DefectClass("set_folder_deleted", "the full set's folder deleted while backup.info lists it",
                 delete_set_folder, "failed", "FileMissingError"),
+    DefectClass("set_folder_deleted_diff", "the diff set's folder deleted while backup.info lists it",
+                delete_diff_folder, "failed", "verify found no folder"),
     DefectClass("manifest_corrupt", "backup.manifest and its copy overwritten in the middle", corrupt_manifests,
                 "failed", "FormatError", fast=True),
     DefectClass("backup_info_missing", "backup.info and backup.info.copy deleted", delete_backup_info, "failed",

@@ -291,3 +291,11 @@ def test_a_random_target_is_inside_the_window_and_reproducible_from_its_seed() -
     assert all(low <= p <= high for p in picks)
     assert len(set(picks)) > 40
     assert random_target(7, low, high) == random_target(7, low, high)
+
+
+def test_a_set_listed_in_backup_info_that_verify_never_saw_is_reported_missing() -> None:
+    listed = ["20261126-042716F", "20261126-042716F_20261126-042730D"]
+    assert parse_verify(VERIFY_OK, listed[:1]) == []
+    assert parse_verify(VERIFY_OK, listed) == [
+        "backup set 20261126-042716F_20261126-042730D is listed in backup.info but verify found no folder for it"
+    ]

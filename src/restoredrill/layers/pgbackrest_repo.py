@@ -262,12 +262,12 @@ class PgBackRest:
                 found.append(ArchivedWal(name.split("-", 1)[0], segment, _epoch(entry.get("time", 0))))
         return sorted(found, key=lambda w: w.segment)
 
-    def verify(self, process_max: int = 1) -> list[str]:
+    def verify(self, process_max: int = 1, listed: list[str] | None = None) -> list[str]:
         """Problems `pgbackrest verify` reports. Its exit code is 0 even when it finds errors (2.45), so
-        the text is what counts."""
+        the text is what counts. `listed`: the sets backup.info lists, each of which verify must have seen."""
         # --job-retry=0: a corrupt file is reported at once, not after pgBackRest's retries (~15 s each).
         result = self.run("verify", "--verbose", "--job-retry=0", f"--process-max={process_max}", console="info")
-        problems = parse_verify(result.stdout + "\n" + result.stderr)
+        problems = parse_verify(result.stdout + "\n" + result.stderr, listed)
         if result.returncode != 0 and not problems:
             problems.append(f"pgbackrest verify exited {result.returncode}: {result.tail(2)}")
         return problems
@@ -315,10 +315,19 @@ _FINDING_KIND = {
 }
 
 
-def parse_verify(text: str) -> list[str]:
+def parse_verify(text: str, listed: list[str] | None = None) -> list[str]:
     """Each bad file (its name and the error kind), then every non-zero count, invalid backup, error status
-    or ERROR/WARN line of `verify` output."""
+    or ERROR/WARN line of `verify` output; then each set of `listed` (backup.info's) verify never saw.
+
+    verify walks the set folders it finds: a folder deleted while backup.info still lists the set is not an
+    error to it (2.45), yet a restore of that set, or of one depending on it, fails."""
     findings, problems, subject = [], [], "repository"
+    seen = set(re.findall(r"backup: ([0-9]{8}-[0-9]{6}F(?:_[0-9]{8}-[0-9]{6}[DI])?),", text))
+    unseen = [
+        f"backup set {label} is listed in backup.info but verify found no folder for it"
+        for label in listed or []
+        if label not in seen and (seen or "archiveId:" in text)
+    ]
     for line in text.splitlines():
         if match := _FILE_FINDING.search(line):
             what, name, code, message = match.groups()
@@ -343,7 +352,7 @@ def parse_verify(text: str) -> list[str]:
             problems.append(line.split(":", 3)[-1].strip() if "P00" in line else line.strip())
         elif body and not body.startswith(("stanza:", "verify command")) and "DETAIL:" not in line and line[:1] == " ":
             problems.append(body)  # e.g. "No usable archive.info file", "backup info file and archive ... match"
-    return findings + problems
+    return findings + problems + unseen
 
 
 def _explain(result: proc.Completed, doing: str) -> Exception:

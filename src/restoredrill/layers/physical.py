@@ -224,7 +224,9 @@ class PhysicalDrill(Drill):
         if self.kind == "latest":
             # verify only reads the repository: it runs while the restore does, and its check joins it.
             self._verify_pool = ThreadPoolExecutor(max_workers=1)
-            self._verify_future = self._verify_pool.submit(repo.verify, target.jobs or os.cpu_count() or 2)
+            self._verify_future = self._verify_pool.submit(
+                repo.verify, target.jobs or os.cpu_count() or 2, [b.label for b in info.backups]
+            )
         common = {
             "run_id": self.record.run_id,
             "base": target.workdir,
