@@ -153,19 +153,33 @@ def foreign_wal_own_name(repo: Repo, templates: Templates) -> Setup:
     return Setup()
 
 
-def wal_record_checksum(repo: Repo, _t: Templates) -> Setup:
-    """One byte of a WAL record changed, the file recompressed and renamed with its new SHA-1, as pgBackRest
-    names it: the repository's own checksums agree, only PostgreSQL's record CRC can tell."""
-    victim = _wal(repo, -3)
+def _rewrite_wal(victim: Path, change: Callable[[bytearray], None]) -> None:
+    """Change a segment's bytes, recompress it and rename it with its new SHA-1, as pgBackRest names it:
+    the repository's own checksums agree, only PostgreSQL can tell."""
     raw = bytearray(subprocess.run(["lz4", "-dc", str(victim)], capture_output=True, check=True).stdout)
-    # Inside the first record's data (the long page header is 40 bytes, a record header 24): an archive_timeout
-    # switch leaves most of a segment as zero padding, where a changed byte would mean nothing.
-    raw[40 + 24 + 4] ^= 0xFF
+    change(raw)
     packed = subprocess.run(["lz4", "-c", "-"], input=bytes(raw), capture_output=True, check=True).stdout
     renamed = victim.parent / f"{victim.name[:24]}-{hashlib.sha1(bytes(raw)).hexdigest()}.lz4"  # noqa: S324
     renamed.write_bytes(packed)
     _same_owner(victim, renamed)
     victim.unlink()
+
+
+def wal_record_checksum(repo: Repo, _t: Templates) -> Setup:
+    def flip(raw: bytearray) -> None:
+        # Inside the first record's data (the long page header is 40 bytes, a record header 24): an
+        # archive_timeout switch leaves most of a segment as zero padding, where a changed byte means nothing.
+        raw[40 + 24 + 4] ^= 0xFF
+
+    _rewrite_wal(_wal(repo, -3), flip)
+    return Setup()
+
+
+def wal_other_system_id(repo: Repo, _t: Templates) -> Setup:
+    def other_system(raw: bytearray) -> None:
+        raw[24:32] = (int.from_bytes(raw[24:32], "little") ^ 0x5A5A).to_bytes(8, "little")  # xlp_sysid
+
+    _rewrite_wal(_wal(repo, -3), other_system)
     return Setup()
 
 
@@ -258,6 +272,8 @@ CLASSES: tuple[DefectClass, ...] = (
                 foreign_wal_original_name, "failed", "WAL file is from different database system"),
     DefectClass("wal_foreign_own_name", "another cluster's segment under its own file name (checksum agrees)",
                 foreign_wal_own_name, "failed", "WAL file is from different database system"),
+    DefectClass("wal_other_system_id", "a segment whose header names another system, renamed to its SHA-1",
+                wal_other_system_id, "failed", "WAL file is from different database system", fast=True),
     DefectClass("wal_record_checksum", "a WAL record byte changed, file renamed to its new SHA-1",
                 wal_record_checksum, "failed", "checksum", fast=True),
     DefectClass("set_file_flipped_own", "a byte flipped in a data file of the newest set's own folder",
@@ -316,11 +332,16 @@ def _named_by(records: list[dict], words: str) -> tuple[str | None, str]:
     return None, reasons[0] if reasons else ""
 
 
-def drill_once(template: Repo, setup_of: Apply, templates: Templates, *, encrypted: bool = False) -> tuple:
-    """Clone, break (or not), run `restoredrill run`; (exit code, records, seconds)."""
+def drill_once(
+    template: Repo, setup_of: Apply, templates: Templates, *, encrypted: bool = False, in_place: bool = False
+) -> tuple:
+    """Clone, break (or not), run `restoredrill run`; (exit code, records, seconds).
+
+    `in_place`: drill the template itself (an S3 repository: its repo1-path is the key prefix in the bucket,
+    so a local copy of the folder would point at nothing). Only for healthy runs: a drill never writes."""
     root = traversable_tempdir("rd-corpus-")
     try:
-        repo = template.clone(root)
+        repo = template if in_place else template.clone(root)
         if encrypted:  # the drill gets the passphrase from the environment only
             text = repo.config.read_text()
             repo.config.write_text("".join(ln for ln in text.splitlines(True) if "cipher-pass" not in ln))
@@ -358,11 +379,13 @@ def run_class(defect: DefectClass, templates: Templates) -> Row:
                defect.expected_exit, code)  # fmt: skip
 
 
-def run_healthy(label: str, template: Repo, templates: Templates, *, encrypted: bool = False) -> Row:
+def run_healthy(
+    label: str, template: Repo, templates: Templates, *, encrypted: bool = False, in_place: bool = False
+) -> Row:
     def untouched(_repo: Repo, _t: Templates) -> Setup:
         return Setup(targets=("latest", "immediate", "time"))
 
-    code, records, seconds = drill_once(template, untouched, templates, encrypted=encrypted)
+    code, records, seconds = drill_once(template, untouched, templates, encrypted=encrypted, in_place=in_place)
     verdict = _worst(records)
     failing = next((r for r in records if r["verdict"] != "passed"), None)
     ok = code == 0 and verdict == "passed" and len(records) == 3
@@ -430,7 +453,7 @@ def run(
         if healthy:
             with s3_repository() as s3:
                 for index in range(healthy):
-                    rows.append(run_healthy(f"healthy_s3_{index + 1}", s3, templates))
+                    rows.append(run_healthy(f"healthy_s3_{index + 1}", s3, templates, in_place=True))
                     log(_line(rows[-1]))
         return rows
     finally:
