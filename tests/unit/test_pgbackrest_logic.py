@@ -21,6 +21,7 @@ from restoredrill.layers.physical import (
 )
 from restoredrill.layers.replay import ReplayEnd, format_lsn, parse_lsn, redo_done_lsn, stop_cause, stopping_time
 from restoredrill.layers.wal import Segment, find_gaps, parse_segment
+from restoredrill.targets.recovered import replay_stop_sentence
 
 
 def test_segment_names_round_trip_across_log_boundaries() -> None:
@@ -299,3 +300,15 @@ def test_a_set_listed_in_backup_info_that_verify_never_saw_is_reported_missing()
     assert parse_verify(VERIFY_OK, listed) == [
         "backup set 20261126-042716F_20261126-042730D is listed in backup.info but verify found no folder for it"
     ]
+
+
+def test_a_server_that_gave_up_on_its_target_says_where_replay_ended_and_after_which_segment() -> None:
+    lines = [
+        'LOG:  restored log file "000000010000000000000018" from archive',
+        "LOG:  redo done at 0/18000108 system usage: CPU: user: 0.00 s",
+        "FATAL:  recovery ended before configured recovery target was reached",
+    ]
+    sentence = replay_stop_sentence(lines)
+    assert "replay ended at LSN 0/18000108" in sentence
+    assert "after segment 000000010000000000000018" in sentence
+    assert replay_stop_sentence(["FATAL:  something else"]) == ""

@@ -68,6 +68,15 @@ def redo_done_lsn(lines: list[str]) -> int | None:
     return parse_lsn(found[-1]) if found else None
 
 
+_RESTORED_FILE = re.compile(r'restored log file "([0-9A-F]{24})" from archive')
+
+
+def last_restored_segment(lines: list[str]) -> str | None:
+    """The name of the last segment the server fetched from the archive (its restore_command succeeded)."""
+    found = [m.group(1) for line in lines if (m := _RESTORED_FILE.search(line))]
+    return found[-1] if found else None
+
+
 def consistent_lsn(lines: list[str]) -> int | None:
     found = [m.group(1) for line in lines if (m := _CONSISTENT.search(line))]
     return parse_lsn(found[-1]) if found else None

@@ -26,7 +26,7 @@ import psycopg
 
 from restoredrill import proc
 from restoredrill.errors import BackupDefect, CouldNotVerify
-from restoredrill.layers.replay import format_lsn, redo_done_lsn, stop_cause
+from restoredrill.layers.replay import format_lsn, last_restored_segment, redo_done_lsn, stop_cause
 from restoredrill.targets.container import ContainerInstance, chown_tree
 from restoredrill.targets.local import (
     MARKER,
@@ -79,9 +79,10 @@ class RecoveryOutcome:
 
 def replay_stop_sentence(lines: list[str]) -> str:
     """Where replay ended and the server's reason, from its log (empty when the log says neither)."""
-    redo, cause = redo_done_lsn(lines), stop_cause(lines)
+    redo, cause, last = redo_done_lsn(lines), stop_cause(lines), last_restored_segment(lines)
     where = f"; replay ended at LSN {format_lsn(redo)} (server log: redo done at {format_lsn(redo)})" if redo else ""
-    return where + (f"; the server said: {cause}" if cause else "")
+    after = f", after segment {last}, the last one restored from the archive" if last else ""
+    return where + after + (f"; the server said: {cause}" if cause else "")
 
 
 class RecoveredInstance(ServerFolder):
