@@ -98,7 +98,6 @@ _STATUS = {
     2: "the stanza has no backup",
     3: "the stanza has no valid backup",
     4: "the stanza's repositories disagree",
-    99: "pgBackRest could not read the repository (a wrong cipher passphrase, or unreachable storage)",
 }
 
 
