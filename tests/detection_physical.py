@@ -99,9 +99,15 @@ def _same_owner(like: Path, path: Path) -> None:
     os.chown(path, stat.st_uid, stat.st_gid)
 
 
-def _other_segment(templates: Templates, name: str) -> Path:
+def _foreign_pair(repo: Repo, templates: Templates) -> tuple[Path, Path]:
+    """(our segment, the other cluster's segment of the same name): the newest name both archives hold, short
+    of our newest, so replay to the end must read it. The two archives need not be the same length."""
     assert templates.other_cluster is not None
-    return next(templates.other_cluster.archive.rglob(name[:24] + "-*"))
+    theirs = {p.name[:24]: p for p in templates.other_cluster.segments()}
+    ours = [p for p in repo.segments()[:-1] if p.name[:24] in theirs]
+    if not ours:
+        raise RuntimeError("the two clusters' archives share no segment name")
+    return ours[-1], theirs[ours[-1].name[:24]]
 
 
 def _newest_set(repo: Repo, suffix: str = "I") -> Path:
@@ -139,14 +145,13 @@ def truncate_wal(repo: Repo, _t: Templates) -> Setup:
 
 
 def foreign_wal_original_name(repo: Repo, templates: Templates) -> Setup:
-    victim = _wal(repo, -3)
-    victim.write_bytes(_other_segment(templates, victim.name).read_bytes())
+    victim, other = _foreign_pair(repo, templates)
+    victim.write_bytes(other.read_bytes())
     return Setup()
 
 
 def foreign_wal_own_name(repo: Repo, templates: Templates) -> Setup:
-    victim = _wal(repo, -3)
-    other = _other_segment(templates, victim.name)
+    victim, other = _foreign_pair(repo, templates)
     shutil.copy2(other, victim.parent / other.name)
     _same_owner(victim, victim.parent / other.name)
     victim.unlink()
@@ -442,7 +447,11 @@ def run(
             made.append(templates.encrypted)
         rows = []
         for defect in chosen:
-            rows.append(run_class(defect, templates))
+            try:
+                rows.append(run_class(defect, templates))
+            except Exception as exc:  # a class that could not be applied is a row that failed, not a crash
+                rows.append(Row(defect.name, defect.layer, False, None, 0.0, f"could not be applied: {exc!r}",
+                                defect.expected_verdict, "not run", defect.expected_exit, -1))  # fmt: skip
             log(_line(rows[-1]))
         for index in range(healthy):
             rows.append(run_healthy(f"healthy_posix_{index + 1}", templates.posix, templates))
