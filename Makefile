@@ -8,7 +8,7 @@ export PATH := $(BIN):$(PATH)
 # Tests run two workers on two cores; override with `make test WORKERS=4`.
 WORKERS ?= 2
 
-.PHONY: demo test install system python lint bench clean docker detection
+.PHONY: demo test install system python lint bench clean docker detection detection-logical detection-physical
 
 demo: install
 	$(BIN)/restoredrill demo
@@ -40,14 +40,20 @@ lint: python
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-# The logical detection corpus: the schema zoo (1 M rows) broken once per defect class, each drilled for real.
-# Exits non-zero when a class is missed or a healthy zoo run fails; the table goes to reports/detection.md.
+# The detection corpora of both layers in one table: the schema zoo's dumps and a pgBackRest repository,
+# broken once per defect class and drilled for real, plus three healthy runs of each (a false alarm counts as
+# a miss). Exits non-zero when a class is missed or a healthy run fails; the table goes to reports/detection.md.
 detection: install
-	mkdir -p reports
-	$(BIN)/python -m restoredrill.detection --healthy-runs 3 --markdown reports/detection.md
+	$(BIN)/python -m tests.detection_all --healthy-runs 3 --markdown reports/detection.md
+
+detection-logical: install
+	$(BIN)/python -m tests.detection_all --layer logical --healthy-runs 3 --markdown reports/detection-logical.md
 
 bench: install
 	$(BIN)/python bench/bench_logical.py
+
+detection-physical: install
+	$(BIN)/python -m tests.detection_all --layer pgbackrest --healthy-runs 3 --markdown reports/detection-physical.md
 
 clean:
 	rm -rf $(VENV) .demo reports/evidence reports/allure-results reports/junit

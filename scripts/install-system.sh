@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # System packages restoredrill needs, installed only when missing (Debian/Ubuntu, as root or with sudo).
 # - PostgreSQL server + client binaries (initdb, pg_ctl, pg_restore, pg_amcheck, pg_dump)
-# - pgBackRest (the physical layer), stunnel4 and openssl (the tests' TLS front for a local S3 endpoint)
+# - pgBackRest (the physical layer), stunnel4 and openssl (the tests' TLS front for a local S3 endpoint), lz4
 # The distribution's cluster auto-creation is switched off: restoredrill starts its own throwaway instances.
 set -euo pipefail
 
@@ -21,6 +21,7 @@ getent passwd postgres >/dev/null 2>&1 || packages+=(postgresql-common)
 command -v pgbackrest >/dev/null 2>&1 || packages+=(pgbackrest)
 command -v stunnel4 >/dev/null 2>&1 || packages+=(stunnel4)
 command -v openssl >/dev/null 2>&1 || packages+=(openssl)
+command -v lz4 >/dev/null 2>&1 || packages+=(lz4)   # the detection corpus rewrites an archived WAL segment
 
 if [ "${#packages[@]}" -eq 0 ]; then
   echo "system packages: all present"

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import shutil
 import subprocess
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
 from restoredrill.demo_physical import make_pgbackrest_repo
 from restoredrill.targets.local import LocalInstance
-from tests.conftest import traversable_tempdir
+from tests.conftest import free_port, traversable_tempdir
 
 
 @dataclass
@@ -69,3 +73,38 @@ def drill_config(root: Path, repo: Repo, *, extra: str = "", objectives: str = "
     (root / "work").mkdir(exist_ok=True)
     (root / "work").chmod(0o711)
     return config
+
+
+@contextlib.contextmanager
+def tls_front(backend_port: int) -> Iterator[tuple[int, Path]]:
+    """stunnel in front of a local HTTP S3 endpoint: (the TLS port, a CA file the postgres user can read).
+
+    pgBackRest needs TLS with a certificate for DNS:localhost (2.45 ignores IP SANs), and moto's own TLS
+    closes connections without a TLS shutdown."""
+    private = Path(tempfile.mkdtemp(prefix="rd-stunnel-"))
+    shared = traversable_tempdir("rd-tls-")
+    cert, key = private / "cert.pem", private / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=DNS:localhost", "-keyout", str(key), "-out", str(cert)],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    port = free_port()
+    conf = private / "stunnel.conf"
+    conf.write_text(
+        f"foreground = yes\npid =\n[s3]\naccept = 127.0.0.1:{port}\nconnect = 127.0.0.1:{backend_port}\n"
+        f"cert = {cert}\nkey = {key}\n"
+    )
+    stunnel = subprocess.Popen(
+        [shutil.which("stunnel4") or "stunnel4", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    shutil.copy(cert, shared / "ca.pem")
+    (shared / "ca.pem").chmod(0o644)
+    try:
+        yield port, shared / "ca.pem"
+    finally:
+        stunnel.terminate()
+        stunnel.wait(10)
+        shutil.rmtree(shared, ignore_errors=True)
+        shutil.rmtree(private, ignore_errors=True)

@@ -137,7 +137,10 @@ class PgBackRestSource(Strict):
     cipher_pass_env: str | None = Field(None, description="env var holding repo1-cipher-pass")
     database: str | None = Field(None, description="database checked in the restored cluster (default: the name)")
     superuser: str = "postgres"
-    recovery_targets: list[Literal["latest", "immediate", "time"]] = ["latest", "immediate", "time"]
+    recovery_targets: list[Literal["latest", "immediate", "time", "random"]] = ["latest", "immediate", "time"]
+    random_seed: int | None = Field(
+        None, description="seed of the `random` recovery target (default: a new one each run, kept in the evidence)"
+    )
     pitr_target: str = Field("1h", description="an ISO time, or a duration before the newest archived WAL")
     wal_segment_mb: int = Field(16, ge=1)
     marker: Marker | None = None

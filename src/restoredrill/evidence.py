@@ -110,6 +110,9 @@ class DrillRecord(BaseModel):
     )
     largest_tables: list[dict[str, bool | int | str]] = Field(default_factory=list)
     backup_sets: list[dict[str, object]] = Field(default_factory=list)
+    replay: dict[str, object] = Field(
+        default_factory=dict, description="pgBackRest: the set restored, where replay ended, and the server's words"
+    )
     target_info: TargetInfo = Field(default_factory=TargetInfo)
     notes: list[str] = Field(default_factory=list)
     refused: bool = Field(False, description="the drill did not start: its configuration or host is unfit (exit 2)")

@@ -75,6 +75,20 @@ def test_healthy_repository_passes_every_recovery_target_and_is_left_untouched(s
     assert check(latest, "wal_continuity")["outcome"] == "passed"
     assert check(latest, "pgbackrest_verify")["outcome"] == "passed"
     assert "recovery stopping before commit" in check(found["time"], "recovery")["detail"]
+    assert "recovery stopped at the target" in check(found["time"], "recovery")["detail"]
+    assert "the set's stop LSN was reached" in check(found["immediate"], "recovery")["detail"]
+    assert "replay reached the end of the archive" in check(latest, "recovery")["detail"]
+    replay = latest["replay"]
+    assert replay["replay_end_segment"] == replay["archive_end_segment"] == latest["rpo_detail"]["newest_wal"]
+    assert "pg_last_wal_replay_lsn()" in replay["replay_end_proof"]
+    assert any("redo done at" in line for line in replay["server_log"])
+    labels = {s["label"]: s for s in latest["backup_sets"]}
+    for record in found.values():  # the set pgBackRest says it restored, with its type and stop time
+        restored = record["replay"]["restored_set"]
+        assert restored["proof"].startswith(f"pgbackrest restore: repo1: restore backup set {restored['label']}")
+        assert record["backup"]["id"] == restored["label"]
+        assert restored["type"] == labels[restored["label"]]["type"]
+        assert restored["stop"] == labels[restored["label"]]["stop"]
     assert "consistency" in check(found["immediate"], "recovery")["detail"]
     assert_clean(root, result)
 
@@ -119,7 +133,7 @@ def test_corrupted_file_in_a_set_fails_in_seconds(scenario: tuple[Path, Repo]) -
     assert elapsed < 60, f"a corrupted set must be reported in seconds, took {elapsed:.0f} s"
     latest = records(root)["latest"]
     assert latest["verdict"] == "failed"
-    assert "a file of the backup set is corrupt" in latest["reason"]
+    assert "is corrupt" in latest["reason"], latest["reason"]
     verify = check(latest, "pgbackrest_verify")
     assert verify["outcome"] == "failed"
     assert "checksum invalid: 1" in verify["detail"] or "invalid" in verify["detail"]
@@ -180,4 +194,24 @@ def test_unreachable_repository_could_not_verify(scenario: tuple[Path, Repo], tm
     reason = records(root)["latest"]["reason"]
     assert "unreachable" in reason or "could not read the repository" in reason, reason
     assert "s3-secret-never-shown" not in result.output
+    assert_clean(root, result)
+
+
+def test_a_random_target_inside_the_window_is_reached_exactly_and_its_seed_recorded(
+    scenario: tuple[Path, Repo],
+) -> None:
+    root, repo = scenario
+    drill_config(root, repo, targets='recovery_targets = ["random"]\nrandom_seed = 20261202')
+    result = run(root)
+    assert result.returncode == 0, result.output
+    record = records(root)["random"]
+    assert record["verdict"] == "passed", record["reason"]
+    chosen = record["replay"]["random_target"]
+    assert chosen["seed"] == 20261202
+    assert chosen["window_start"] <= chosen["target"] <= chosen["window_end"]
+    assert record["recovery_target"] == chosen["target"]
+    recovery = check(record, "recovery")["detail"]
+    assert "recovery stopped at the target" in recovery
+    assert "no commit after the target was replayed" in recovery
+    assert check(record, "replay_proof")["outcome"] == "passed"
     assert_clean(root, result)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -19,8 +18,8 @@ from restoredrill import pgtools, proc
 from restoredrill.errors import CouldNotVerify
 from restoredrill.layers.pgbackrest_repo import PgBackRest
 from restoredrill.layers.physical import rows_at
-from tests.conftest import MotoServer, free_port, leftovers, run_cli, traversable_tempdir
-from tests.pgbackrest_support import Repo, build_repo, drill_config
+from tests.conftest import MotoServer, leftovers, run_cli, traversable_tempdir
+from tests.pgbackrest_support import Repo, build_repo, drill_config, tls_front
 
 pytestmark = pytest.mark.integration
 PASSPHRASE = "cipher-Passphrase-7Kq2"  # noqa: S105 - planted to prove it never leaks
@@ -89,51 +88,10 @@ class TestEncryptedRepository:
 
 
 @pytest.fixture
-def tls_s3(moto: MotoServer, tmp_path: Path) -> Iterator[tuple[int, Path]]:
-    """moto behind stunnel: pgBackRest needs TLS with a certificate for DNS:localhost.
-
-    pgBackRest 2.45 ignores IP SANs, and moto's own TLS closes connections without a TLS shutdown."""
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=localhost",
-            "-addext",
-            "subjectAltName=DNS:localhost",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    cert.chmod(0o644)
-    port = free_port()
-    moto_port = moto.endpoint.rsplit(":", 1)[1]
-    conf = tmp_path / "stunnel.conf"
-    conf.write_text(
-        f"foreground = yes\npid =\n[s3]\naccept = 127.0.0.1:{port}\nconnect = 127.0.0.1:{moto_port}\n"
-        f"cert = {cert}\nkey = {key}\n"
-    )
-    stunnel = subprocess.Popen(
-        [shutil.which("stunnel4") or "stunnel4", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    shared = traversable_tempdir("rd-tls-")
-    shutil.copy(cert, shared / "ca.pem")
-    (shared / "ca.pem").chmod(0o644)
-    yield port, shared / "ca.pem"
-    stunnel.terminate()
-    stunnel.wait(10)
-    shutil.rmtree(shared, ignore_errors=True)
+def tls_s3(moto: MotoServer) -> Iterator[tuple[int, Path]]:
+    """moto behind stunnel (see tls_front)."""
+    with tls_front(int(moto.endpoint.rsplit(":", 1)[1])) as front:
+        yield front
 
 
 @pytest.mark.xdist_group("pgbackrest-s3")

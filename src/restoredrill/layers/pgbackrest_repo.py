@@ -18,6 +18,7 @@ from typing import Any
 
 from restoredrill import proc
 from restoredrill.errors import BackupDefect, ConfigError, CouldNotVerify
+from restoredrill.layers.pgbackrest_errors import KINDS, classify, printable, wrong_key
 from restoredrill.layers.wal import Segment, parse_segment
 
 
@@ -33,6 +34,8 @@ class BackupSet:
     repo_size_bytes: int
     database_version: str
     error: bool
+    lsn_start: str | None = None
+    lsn_stop: str | None = None
 
     def evidence(self) -> dict[str, Any]:
         return {
@@ -42,6 +45,8 @@ class BackupSet:
             "stop": _iso(self.stopped_at),
             "wal_start": self.archive_start,
             "wal_stop": self.archive_stop,
+            "lsn_start": self.lsn_start,
+            "lsn_stop": self.lsn_stop,
             "size_bytes": self.size_bytes,
             "repo_size_bytes": self.repo_size_bytes,
             "database_version": self.database_version,
@@ -93,7 +98,6 @@ _STATUS = {
     2: "the stanza has no backup",
     3: "the stanza has no valid backup",
     4: "the stanza's repositories disagree",
-    99: "pgBackRest could not read the repository (a wrong cipher passphrase, or unreachable storage)",
 }
 
 
@@ -183,9 +187,7 @@ class PgBackRest:
             raise BackupDefect(f"stanza '{self.stanza}' is not in the repository")
         code = int(stanza.get("status", {}).get("code", 99))
         if code != 0:
-            message = _STATUS.get(code, stanza.get("status", {}).get("message", "unknown status"))
-            error = CouldNotVerify if code in (4, 99) else BackupDefect
-            raise error(f"stanza '{self.stanza}': {message}")
+            raise self._status_error(stanza, code)
         backups = [
             BackupSet(
                 label=b["label"],
@@ -200,6 +202,8 @@ class PgBackRest:
                     (str(d["version"]) for d in stanza.get("db", []) if d["id"] == b["database"]["id"]), "?"
                 ),
                 error=bool(b.get("error", False)),
+                lsn_start=(b.get("lsn") or {}).get("start"),
+                lsn_stop=(b.get("lsn") or {}).get("stop"),
             )
             for b in stanza.get("backup", [])
         ]
@@ -214,6 +218,32 @@ class PgBackRest:
             cipher=str(stanza.get("cipher", "none")),
             database_version=str(stanza["db"][-1]["version"]) if stanza.get("db") else None,
         )
+
+    def _status_error(self, stanza: dict[str, Any], code: int) -> Exception:
+        """Why `info` reports the stanza unusable, in pgBackRest's own words (its per-repo message is precise)."""
+        said = "; ".join(
+            printable(str((r.get("status") or {}).get("message", ""))) for r in stanza.get("repo", []) if r
+        ) or printable(str(stanza.get("status", {}).get("message", "unknown status")))
+        if code in (1, 2, 3):
+            missing = self._missing_info_files("backup", "backup.info")
+            detail = f"{' and '.join(missing)} missing from the repository" if missing else f"pgBackRest: {said}"
+            return BackupDefect(f"stanza '{self.stanza}': {_STATUS[code]} ({detail})")
+        if code == 99 and wrong_key(said, str(stanza.get("cipher", "none")) != "none"):
+            # pgBackRest reads a wrong key's output as text: the info file AND its copy fail at line 1.
+            return CouldNotVerify(
+                f"stanza '{self.stanza}': pgBackRest cannot decrypt the repository's info files with this "
+                f"passphrase (a wrong cipher passphrase): {said}"
+            )
+        if code == 4:
+            return CouldNotVerify(f"stanza '{self.stanza}': {_STATUS[4]}: {said}")
+        return classify(said, f"reading stanza '{self.stanza}' (pgbackrest info)")
+
+    def _missing_info_files(self, folder: str, name: str) -> list[str]:
+        result = self.run("repo-ls", "--output=json", path=f"{folder}/{self.stanza}")
+        if result.returncode != 0:
+            return []
+        listing = json.loads(result.stdout or "{}", strict=False)
+        return [f for f in (name, f"{name}.copy") if f not in listing]
 
     def archived_wal(self, archive_id: str) -> list[ArchivedWal]:
         """Every WAL segment file of an archive id, with the time it was written into the repository."""
@@ -231,11 +261,12 @@ class PgBackRest:
                 found.append(ArchivedWal(name.split("-", 1)[0], segment, _epoch(entry.get("time", 0))))
         return sorted(found, key=lambda w: w.segment)
 
-    def verify(self, process_max: int = 1) -> list[str]:
+    def verify(self, process_max: int = 1, listed: list[str] | None = None) -> list[str]:
         """Problems `pgbackrest verify` reports. Its exit code is 0 even when it finds errors (2.45), so
-        the text is what counts."""
-        result = self.run("verify", "--verbose", f"--process-max={process_max}", console="info")
-        problems = parse_verify(result.stdout + "\n" + result.stderr)
+        the text is what counts. `listed`: the sets backup.info lists, each of which verify must have seen."""
+        # --job-retry=0: a corrupt file is reported at once, not after pgBackRest's retries (~15 s each).
+        result = self.run("verify", "--verbose", "--job-retry=0", f"--process-max={process_max}", console="info")
+        problems = parse_verify(result.stdout + "\n" + result.stderr, listed)
         if result.returncode != 0 and not problems:
             problems.append(f"pgbackrest verify exited {result.returncode}: {result.tail(2)}")
         return problems
@@ -254,35 +285,77 @@ class PgBackRest:
                     raise BackupDefect(f"WAL segment {name} could not be fetched from the repository: {result.tail(1)}")
 
     def restore(self, data_dir: Path, recovery: list[str], timeout: float) -> proc.Completed:
-        return self.run("restore", f"--pg1-path={data_dir}", "--archive-mode=off", *recovery, timeout=timeout)
+        # Console at info: its "restore backup set <label>" line is the only word on which set pgBackRest chose.
+        return self.run(
+            "restore", f"--pg1-path={data_dir}", "--archive-mode=off", *recovery, console="info", timeout=timeout
+        )
 
 
-_COUNTS = re.compile(r"missing: (\d+), checksum invalid: (\d+), size invalid: (\d+), other: (\d+)")
+_RESTORED_SET = re.compile(r"restore backup set (\S+?),")
 
 
-def parse_verify(text: str) -> list[str]:
-    """Every non-zero count, invalid backup, error status or ERROR/WARN line in `verify --verbose` output."""
-    problems, subject = [], "repository"
+def restored_set(output: str) -> tuple[str, str] | None:
+    """(label, the whole line) of the set `pgbackrest restore` says it restored."""
+    for line in output.splitlines():
+        if match := _RESTORED_SET.search(line):
+            return match.group(1), line.split("INFO:", 1)[-1].strip()
+    return None
+
+
+_COUNTS = re.compile(r"((missing|checksum invalid|size invalid|other): \d+(, )?)+$")
+# verify names each bad file on its own line before the summary: what was found, in which file.
+_FILE_FINDING = re.compile(
+    r"INFO: (file missing|invalid checksum|invalid size|invalid result) '?([^':\s]+)'?(?:: (?:\[(\d+)\] )?(.*))?$"
+)
+_FINDING_KIND = {
+    "file missing": "missing (FileMissingError)",
+    "invalid checksum": "checksum invalid (ChecksumError)",
+    "invalid size": "size invalid",
+}
+
+
+def parse_verify(text: str, listed: list[str] | None = None) -> list[str]:
+    """Each bad file (its name and the error kind), then every non-zero count, invalid backup, error status
+    or ERROR/WARN line of `verify` output; then each set of `listed` (backup.info's) verify never saw.
+
+    verify walks the set folders it finds: a folder deleted while backup.info still lists the set is not an
+    error to it (2.45), yet a restore of that set, or of one depending on it, fails."""
+    findings, problems, subject = [], [], "repository"
+    seen = set(re.findall(r"backup: ([0-9]{8}-[0-9]{6}F(?:_[0-9]{8}-[0-9]{6}[DI])?),", text))
+    unseen = [
+        f"backup set {label} is listed in backup.info but verify found no folder for it"
+        for label in listed or []
+        if label not in seen and (seen or "archiveId:" in text)
+    ]
     for line in text.splitlines():
+        if match := _FILE_FINDING.search(line):
+            what, name, code, message = match.groups()
+            if what == "invalid result":
+                kind = KINDS.get(int(code), f"error [{code}]") if code else "error"
+                findings.append(f"{name}: unreadable ({kind}: {(message or '').strip()})")
+            else:
+                findings.append(f"{name}: {_FINDING_KIND[what]}")
+            continue
         body = line.split("INFO:", 1)[-1].strip()
         if body.startswith(("archiveId:", "backup:")):
             subject = body.split(",", 1)[0]
             if body.startswith("backup:") and "status: valid" not in body:
                 problems.append(body)
-        elif body.startswith("status:") and body != "status: ok":
-            problems.append(f"verify {body}")
-        elif (counts := _COUNTS.search(body)) and any(int(n) for n in counts.groups()):
-            problems.append(f"{subject}: {body}")
+        elif body.startswith("status:"):
+            if body != "status: ok":
+                problems.append(f"verify {body}")
+        elif _COUNTS.match(body):
+            if any(int(n) for n in re.findall(r"\d+", body)):
+                problems.append(f"{subject}: {body}")
         elif re.search(r"\b(ERROR|WARN):", line):
             problems.append(line.split(":", 3)[-1].strip() if "P00" in line else line.strip())
-    return problems
+        elif body and not body.startswith(("stanza:", "verify command")) and "DETAIL:" not in line and line[:1] == " ":
+            problems.append(body)  # e.g. "No usable archive.info file", "backup info file and archive ... match"
+    return findings + problems + unseen
 
 
 def _explain(result: proc.Completed, doing: str) -> Exception:
-    text = result.tail(4)
-    if re.search(r"(unable to connect|could not connect|HostConnectError|timeout|resolve)", text, re.I):
-        return CouldNotVerify(f"the pgBackRest repository is unreachable while {doing}: {text.splitlines()[-1]}")
+    text = (result.stdout + "\n" + result.stderr).strip()
     if "[037]" in text or "does not exist" in text:
         return BackupDefect(f"{doing} failed: {text.splitlines()[-1]}")
-    last = text.splitlines()[-1] if text else "no message"
-    return CouldNotVerify(f"pgbackrest failed while {doing} (exit {result.returncode}): {last}")
+    return classify(text, doing)

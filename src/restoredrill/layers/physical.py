@@ -31,7 +31,18 @@ from restoredrill.durations import format_duration, parse_duration
 from restoredrill.errors import BackupDefect, ConfigError, CouldNotVerify, RestoreDrillError
 from restoredrill.evidence import CheckRecord, iso, utcnow
 from restoredrill.layers.base import CheckFunction, Drill, Log
-from restoredrill.layers.pgbackrest_repo import PgBackRest, StanzaInfo
+from restoredrill.layers.pgbackrest_errors import classify, error_text
+from restoredrill.layers.pgbackrest_repo import BackupSet, PgBackRest, StanzaInfo, restored_set
+from restoredrill.layers.replay import (
+    ReplayEnd,
+    consistent_lsn,
+    format_lsn,
+    parse_lsn,
+    recovery_lines,
+    redo_done_lsn,
+    stop_cause,
+    stopping_time,
+)
 from restoredrill.layers.wal import Segment, find_gaps, parse_segment
 from restoredrill.operate import preflight, progress
 from restoredrill.targets.choice import newest_bindir, wants_container
@@ -39,7 +50,7 @@ from restoredrill.targets.container import image_for
 from restoredrill.targets.local import MARKER, PREFIX, remove_marked_folder, workdir_base
 from restoredrill.targets.recovered import ContainerRecoveredInstance, RecoveredInstance, RecoveryOutcome
 
-RecoveryKind = Literal["latest", "immediate", "time"]
+RecoveryKind = Literal["latest", "immediate", "time", "random"]
 SLACK_S = 1.0  # commit timestamps and clock_timestamp() of the same row differ by milliseconds
 
 
@@ -55,13 +66,18 @@ def resolve_target(spec: str, newest_wal_at: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+def random_target(seed: int, low: datetime, high: datetime) -> datetime:
+    """A point of the window [low, high], reproducible from `seed` (recorded in the evidence)."""
+    chooser = random.Random(seed)  # noqa: S311 - a reproducible sample, not security
+    return low + (high - low) * chooser.random()
+
+
 def target_text(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f+00")
 
 
 _TARGET_UNREACHED = "recovery ended before configured recovery target was reached"
 _LAST_COMMIT = re.compile(r"last completed transaction was at log time (\S+ \S+)")
-_REDO_DONE = re.compile(r"redo done at ([0-9A-F]+)/([0-9A-F]+)")
 
 
 def last_commit_before_unreached_target(
@@ -77,11 +93,10 @@ def last_commit_before_unreached_target(
     """
     if not any(_TARGET_UNREACHED in line for line in log_lines):
         return None
-    redo = [m for line in log_lines if (m := _REDO_DONE.search(line))]
+    lsn = redo_done_lsn(log_lines)
     commits = [m.group(1) for line in log_lines if (m := _LAST_COMMIT.search(line))]
-    if not redo or not commits:
+    if lsn is None or not commits:
         return None
-    lsn = (int(redo[-1].group(1), 16) << 32) | int(redo[-1].group(2), 16)
     if lsn // (segment_mb * 1024 * 1024) != archive_end.number:
         return None  # replay stopped before the archive's end: WAL is missing or unreadable, a defect
     try:
@@ -138,6 +153,7 @@ class PhysicalDrill(Drill):
             raise ValueError(f"{database} has no pgbackrest layer")
         self.source: PgBackRestSource = source
         self.kind = kind
+        self.timed = kind in ("time", "random")  # both recover to a point in time
         self.record.recovery_target = kind
         self.record.variant = kind
         # Checks of the repository itself (not of the restored copy) run even when the restore failed.
@@ -150,6 +166,9 @@ class PhysicalDrill(Drill):
         self.target_at: datetime | None = None
         self.outcome: RecoveryOutcome | None = None
         self.restore_log = ""
+        self.restored_set: BackupSet | None = None
+        self.replay_end: ReplayEnd | None = None
+        self.server_log: list[str] = []
         self.reference_at: datetime | None = None
         self._verify_pool: ThreadPoolExecutor | None = None
         self._verify_future: Future[list[str]] | None = None
@@ -210,7 +229,9 @@ class PhysicalDrill(Drill):
         if self.kind == "latest":
             # verify only reads the repository: it runs while the restore does, and its check joins it.
             self._verify_pool = ThreadPoolExecutor(max_workers=1)
-            self._verify_future = self._verify_pool.submit(repo.verify, target.jobs or os.cpu_count() or 2)
+            self._verify_future = self._verify_pool.submit(
+                repo.verify, target.jobs or os.cpu_count() or 2, [b.label for b in info.backups]
+            )
         common = {
             "run_id": self.record.run_id,
             "base": target.workdir,
@@ -251,7 +272,8 @@ class PhysicalDrill(Drill):
         self.restore_log = result.stdout + result.stderr
         self.record.stages.restore_s = round(time.monotonic() - started, 3)
         if result.returncode != 0:
-            raise _restore_failure(result)
+            raise _restore_failure(result, encrypted=info.cipher != "none")
+        self.restored_set = self._name_restored_set(info, self.restore_log)
         instance = self.instance
         replaying = reporter.stage(
             f"{self.database}/pgbackrest recovery ({self.kind})",
@@ -260,7 +282,7 @@ class PhysicalDrill(Drill):
             probe=progress.replay_position(lambda: instance.connection.connect("postgres")),  # type: ignore[union-attr]
         )
         with replaying:
-            if self.kind == "time" and self.target_at is not None:
+            if self.timed and self.target_at is not None:
                 self.outcome = recover_to_time(self.instance, self.target_at, repo, info, self.source.wal_segment_mb)
             else:
                 self.outcome = self.instance.start_and_recover()
@@ -271,14 +293,17 @@ class PhysicalDrill(Drill):
         self.record.stages.recovery_s = round(self.instance.recovery_s or 0, 3)
         assert self.instance.connection is not None
         with self.instance.connection.connect(self.dbname) as conn:  # usable: promoted and answering
-            conn.execute("SELECT 1")
+            row = conn.execute("SELECT pg_last_wal_replay_lsn()::text").fetchone()
         self.record.rto_s = round(time.monotonic() - started, 3)
+        self.replay_end = self._replay_end(info, row[0] if row else None)
         self.record.target_info.server_version = self.instance.setting("server_version")
         self.record.target_info.bindir = str(bindir)
         self.record.tool_versions["server"] = self.record.target_info.server_version
-        self.reference_at = {"latest": newest_wal.archived_at, "immediate": newest.stopped_at, "time": self.target_at}[
-            self.kind
-        ]
+        self.reference_at = (
+            self.target_at
+            if self.timed
+            else {"latest": newest_wal.archived_at, "immediate": newest.stopped_at}[self.kind]
+        )
         self.restored = Restored(
             connection=self.instance.connection,
             dbname=self.dbname,
@@ -294,6 +319,57 @@ class PhysicalDrill(Drill):
         )
         with contextlib.suppress(Exception):
             self.record.largest_tables = checks_mod.largest_tables(self.restored)
+
+    def _name_restored_set(self, info: StanzaInfo, output: str) -> BackupSet:
+        """The set pgBackRest says it restored (it picks one itself for a time target), named in the evidence."""
+        said = restored_set(output)
+        chosen = next((b for b in info.backups if said and b.label == said[0]), None)
+        if said is None or chosen is None:
+            raise CouldNotVerify(
+                "pgbackrest restore did not say which backup set it restored"
+                + (f" ({said[0]} is not in the repository's list)" if said else "")
+            )
+        backup = self.record.backup
+        backup.id, backup.taken_at = chosen.label, iso(chosen.stopped_at)
+        backup.size_bytes, backup.server_version = chosen.repo_size_bytes, chosen.database_version
+        self.record.replay["restored_set"] = {
+            "label": chosen.label,
+            "type": chosen.type,
+            "stop": iso(chosen.stopped_at),
+            "lsn_stop": chosen.lsn_stop,
+            "proof": f"pgbackrest restore: {said[1]}",
+        }
+        return chosen
+
+    def _replay_end(self, info: StanzaInfo, replayed: str | None) -> ReplayEnd:
+        """Where replay ended (the promoted server, else its log) against the newest archived segment."""
+        assert self.instance is not None
+        lines = self.instance.log_lines()
+        redo = redo_done_lsn(lines)
+        end = parse_lsn(replayed or "")
+        proof = f"pg_last_wal_replay_lsn() = {replayed} on the promoted server"
+        if end is None and redo is not None:
+            end, proof = redo + 1, f"the server log: redo done at {format_lsn(redo)}"
+        if end is None:
+            raise CouldNotVerify("neither the server nor its log says where WAL replay ended")
+        if redo is not None:
+            proof += f"; the server log: redo done at {format_lsn(redo)}"
+        newest = info.newest_wal
+        assert newest is not None
+        replay = ReplayEnd(
+            end_lsn=end,
+            end_proof=proof,
+            archive_end=newest.segment,
+            archive_end_proof=f"the newest segment pgbackrest repo-ls lists in archive/{info.stanza}/{info.archive_id}"
+            f" (archive.info max {info.archive_max})",
+            redo_done=redo,
+            cause=stop_cause(lines),
+            segment_mb=self.source.wal_segment_mb,
+        )
+        self.record.replay.update(replay.evidence())
+        self.server_log = lines
+        self.record.replay["server_log"] = recovery_lines(lines)
+        return replay
 
     def _prefetch_wal(self, folder: Path) -> None:
         """Every archived segment from the restored set's first one on, fetched by pgBackRest on the host."""
@@ -316,9 +392,12 @@ class PhysicalDrill(Drill):
             return [*common, "--type=default"]
         if self.kind == "immediate":
             return [*common, "--type=immediate", "--target-action=promote", f"--set={info.newest.label}"]
-        target_at = self.target_at = resolve_target(self.source.pitr_target, newest_wal_at)
-        self.record.recovery_target = iso(target_at) or "time"
         oldest = info.backups[0]
+        if self.kind == "random":
+            target_at = self.target_at = self._random_target(oldest.stopped_at, newest_wal_at)
+        else:
+            target_at = self.target_at = resolve_target(self.source.pitr_target, newest_wal_at)
+        self.record.recovery_target = iso(target_at) or "time"
         if target_at <= oldest.stopped_at:
             raise BackupDefect(
                 f"the PITR target {iso(target_at)} is before the oldest backup set {oldest.label} "
@@ -330,6 +409,32 @@ class PhysicalDrill(Drill):
                 f"({iso(newest_wal_at)}): it cannot be reached"
             )
         return [*common, "--type=time", f"--target={target_text(target_at)}", "--target-action=promote"]
+
+    def _random_target(self, oldest_stop: datetime, newest_wal_at: datetime) -> datetime:
+        """A new point of the recoverable window on each run (or the configured seed's), its seed recorded.
+
+        The window starts just after the oldest set's stop and ends a marker interval (plus tolerance) before
+        the newest archived WAL: a target after the last commit cannot be confirmed by PostgreSQL at all."""
+        seed = self.source.random_seed
+        if seed is None:
+            seed = random.SystemRandom().randrange(2**32)
+        marker = self.source.marker
+        margin = (marker.interval + marker.tolerance) if marker is not None else 60.0
+        low, high = oldest_stop + timedelta(seconds=1), newest_wal_at - timedelta(seconds=margin)
+        if high <= low:
+            raise CouldNotVerify(
+                f"the recoverable window is empty: the oldest set stopped at {iso(oldest_stop)} and the newest "
+                f"archived WAL is from {iso(newest_wal_at)}, less than {format_duration(margin)} later"
+            )
+        target = random_target(seed, low, high)
+        self.record.replay["random_target"] = {
+            "seed": seed,
+            "window_start": iso(low),
+            "window_end": iso(high),
+            "target": iso(target),
+            "target_exact": target_text(target),
+        }
+        return target
 
     # ----- stage 2 -----------------------------------------------------------------------------------
     def database_checks(self) -> dict[str, CheckFunction]:
@@ -371,20 +476,20 @@ class PhysicalDrill(Drill):
         )
 
     def _recovery_check(self) -> CheckRecord:
-        outcome = self.outcome
+        """Recovery reached its target, proven by LSN and by the server's own log lines."""
+        outcome, replay = self.outcome, self.replay_end
         assert outcome is not None
-        if self.kind == "time":
-            ok = (outcome.stopped is not None and "stopping before" in outcome.stopped) or (
-                outcome.stopped is not None and "stopping after" in outcome.stopped
+        assert replay is not None
+        if not outcome.completed:
+            return CheckRecord(
+                name="recovery", outcome="failed", detail="the server log never says 'archive recovery complete'"
             )
-            detail = outcome.stopped or "the log never says the recovery target was reached"
+        if self.kind == "latest":
+            ok, detail = replay.reached_archive_end, replay.sentence()
         elif self.kind == "immediate":
-            ok = outcome.stopped is not None and "consistency" in outcome.stopped
-            detail = outcome.stopped or "the log never says recovery stopped at consistency"
+            ok, detail = self._immediate_reached(outcome.stopped, replay)
         else:
-            ok = outcome.completed
-            detail = "replayed the archive to its end"
-        ok = ok and outcome.completed
+            ok, detail = self._time_reached(outcome.stopped, replay)
         replayed = f"; last replayed transaction at {iso(outcome.last_replayed_at)}" if outcome.last_replayed_at else ""
         return CheckRecord(
             name="recovery",
@@ -393,6 +498,49 @@ class PhysicalDrill(Drill):
             if ok
             else f"recovery did not reach its target: {detail}",
         )
+
+    def _immediate_reached(self, stopped: str | None, replay: ReplayEnd) -> tuple[bool, str]:
+        chosen = self.restored_set
+        assert chosen is not None
+        stop_lsn = parse_lsn(chosen.lsn_stop or "")
+        consistent = consistent_lsn(self.server_log)
+        if stopped is None or "consistency" not in stopped:
+            return False, "the server log never says recovery stopped at consistency"
+        if stop_lsn is None:
+            return False, f"pgbackrest info gives no stop LSN for set {chosen.label}: its end cannot be proven"
+        where = (
+            f"{stopped} (server log{f', consistent at {format_lsn(consistent)}' if consistent is not None else ''}); "
+            f"replay ended at LSN {format_lsn(replay.end_lsn)} ({replay.end_proof}); set {chosen.label} stops at "
+            f"LSN {chosen.lsn_stop} (pgbackrest info)"
+        )
+        if replay.end_lsn < stop_lsn:
+            cause = f": the server said: {replay.cause}" if replay.cause else ""
+            return False, f"{where}: replay ended before the set's stop LSN{cause}"
+        return True, f"{where}: the set's stop LSN was reached"
+
+    def _time_reached(self, stopped: str | None, replay: ReplayEnd) -> tuple[bool, str]:
+        target = self.target_at
+        assert target is not None
+        parsed = stopping_time(stopped or "")
+        if stopped is None or parsed is None:
+            cause = f" (the server said: {replay.cause})" if replay.cause else ""
+            return False, f"the server log never says the recovery target {iso(target)} was reached{cause}"
+        side, at = parsed
+        # Stopping BEFORE a commit means that commit is the first after the target; stopping AFTER one
+        # (recovery_target_inclusive) means it committed at the target.
+        ok = at > target if side == "before" else at <= target
+        where = (
+            f"{stopped} (server log) for target {target_text(target)}; replay ended at LSN "
+            f"{format_lsn(replay.end_lsn)} ({replay.end_proof})"
+        )
+        if not ok:
+            return False, f"{where}: the stop does not agree with the target"
+        # Exactly at the target: the next commit was not replayed (above) and the last one replayed is not after it.
+        replayed = self.outcome.last_replayed_at if self.outcome else None
+        if replayed is not None and replayed > target and side == "before":
+            return False, f"{where}: a transaction committed at {iso(replayed)}, after the target, was replayed"
+        last = f"the last replayed commit at {replayed.isoformat()}" if replayed else "no commit replayed"
+        return True, f"{where}: recovery stopped at the target ({last}; no commit after the target was replayed)"
 
     def _archive_mode_check(self) -> CheckRecord:
         assert self.instance is not None
@@ -460,12 +608,17 @@ class PhysicalDrill(Drill):
             problems.append(f"{after} marker row(s) are newer than the target {iso(upper)}: recovery went too far")
         if problems:
             return CheckRecord(name="replay_proof", outcome="failed", detail="; ".join(problems), sql=text)
+        assert self.reference_at is not None
+        gap = (self.reference_at - newest).total_seconds()
+        allowed = (self.reference_at - lower).total_seconds() if lower is not None else None
         return CheckRecord(
             name="replay_proof",
             outcome="passed",
             sql=text,
-            detail=f"newest marker {iso(newest)} is within {format_duration(interval)} of "
-            f"{self.kind} ({iso(self.reference_at)}) and none is after it",
+            detail=f"newest marker {iso(newest)} is {gap:.1f}s "
+            f"{'before' if gap >= 0 else 'after'} {self.kind} ({iso(self.reference_at)})"
+            + (f", allowed {allowed:.1f}s (marker interval + tolerance)" if allowed is not None else "")
+            + (f"; no marker after {iso(upper)}" if upper is not None else ""),
         )
 
     def _marker_lower(self, interval: float, tolerance: float) -> datetime | None:
@@ -479,7 +632,7 @@ class PhysicalDrill(Drill):
 
     def _marker_upper(self) -> datetime | None:
         assert self.info is not None
-        if self.kind == "time":
+        if self.timed:
             return self.target_at
         if self.kind == "immediate":
             return self.info.newest.stopped_at + timedelta(seconds=SLACK_S)
@@ -611,6 +764,7 @@ class PhysicalDrill(Drill):
         if self.instance is not None:
             if self.outcome is None and self.instance.root is not None:
                 self.record.notes.append("server log tail: " + self.instance.log_tail(5).replace("\n", " | "))
+                self.record.replay["server_log"] = recovery_lines(self.instance.log_lines())
             self.instance.destroy()
         if self.work is not None:
             remove_marked_folder(self.work)
@@ -668,17 +822,9 @@ def ledger_commits(db: Restored, table: str, id_column: str) -> dict[int, dateti
     return {int(i): at for i, at in rows if at is not None}
 
 
-def _restore_failure(result: proc.Completed) -> Exception:
-    text = result.tail(6)
-    last = next((ln for ln in reversed(text.splitlines()) if "ERROR" in ln), text.splitlines()[-1] if text else "")
-    if "[075]" in text or "no backup set found" in text:
-        if "stop time less than" in text:
-            return BackupDefect(f"no backup set is old enough for the PITR target: {last.strip()}")
-        return CouldNotVerify(
-            f"pgbackrest found no backup set it can read (a wrong cipher passphrase?): {last.strip()}"
-        )
-    if "checksum" in text.lower() or "ERROR_contentChecksum" in text or "lz4 error" in text:
-        return BackupDefect(f"a file of the backup set is corrupt (restore failed): {last.strip()}")
-    if "unable to connect" in text.lower() or "HostConnectError" in text or "unable to open" in text:
-        return CouldNotVerify(f"the repository became unreachable during restore: {last.strip()}")
-    return BackupDefect(f"pgbackrest restore failed (exit {result.returncode}): {last.strip()}")
+def _restore_failure(result: proc.Completed, *, encrypted: bool = False) -> Exception:
+    """pgBackRest's own error kinds decide (see pgbackrest_errors); its error lines are quoted whole."""
+    text = (result.stdout + "\n" + result.stderr).strip()
+    if "[075]" in text and "stop time less than" in text:
+        return BackupDefect(f"no backup set is old enough for the PITR target: {error_text(text)}")
+    return classify(text, f"restoring (pgbackrest restore exit {result.returncode})", encrypted=encrypted)

@@ -25,6 +25,7 @@ import psycopg
 
 from restoredrill import proc
 from restoredrill.errors import BackupDefect, CouldNotVerify
+from restoredrill.layers.replay import format_lsn, last_restored_segment, redo_done_lsn, stop_cause
 from restoredrill.targets.container import ContainerInstance, chown_tree
 from restoredrill.targets.local import (
     MARKER,
@@ -75,6 +76,14 @@ class RecoveryOutcome:
     consistent: bool
     last_replayed_at: datetime | None
     lines: list[str]
+
+
+def replay_stop_sentence(lines: list[str]) -> str:
+    """Where replay ended and the server's reason, from its log (empty when the log says neither)."""
+    redo, cause, last = redo_done_lsn(lines), stop_cause(lines), last_restored_segment(lines)
+    where = f"; replay ended at LSN {format_lsn(redo)} (server log: redo done at {format_lsn(redo)})" if redo else ""
+    after = f", after segment {last}, the last one restored from the archive" if last else ""
+    return where + after + (f"; the server said: {cause}" if cause else "")
 
 
 class RecoveredInstance(ServerFolder):
@@ -194,6 +203,8 @@ class RecoveredInstance(ServerFolder):
         fatal = [ln for ln in self.log_lines() if "FATAL:" in ln or "PANIC:" in ln]
         line = fatal[0].split("FATAL:", 1)[-1].split("PANIC:", 1)[-1].strip() if fatal else fallback
         message = f"the restored server did not come up: {line}"
+        if "recovery ended before" in line:
+            message += replay_stop_sentence(self.log_lines())
         return CouldNotVerify(message) if _INFRA.search(line) else BackupDefect(message)
 
     def log_lines(self) -> list[str]:
