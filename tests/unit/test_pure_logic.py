@@ -89,3 +89,24 @@ def test_compare_structure_names_missing_and_unexpected_objects() -> None:
         "unexpected extension: postgis",
         "missing index: CREATE INDEX b ON t (y)",
     ]
+
+
+def test_a_zombie_owner_counts_as_dead_for_the_janitor() -> None:
+    """A killed drill process nobody reaped yet (its parent died too) must not keep its leftovers alive."""
+    import os
+    import subprocess
+    import time
+    from pathlib import Path
+
+    from restoredrill.targets.local import process_alive
+
+    child = subprocess.Popen(["true"])
+    stat = Path(f"/proc/{child.pid}/stat")
+    for _ in range(100):  # until it has exited but is not reaped: a zombie
+        if stat.read_text().rpartition(")")[2].split()[0] == "Z":
+            break
+        time.sleep(0.05)
+    assert process_alive(child.pid) is False, "an exited, unreaped process is not an owner"
+    child.wait()
+    assert process_alive(child.pid) is False
+    assert process_alive(os.getpid()) is True

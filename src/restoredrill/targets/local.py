@@ -336,14 +336,22 @@ def _kill_postmaster(data: Path) -> None:
 
 
 def process_alive(pid: int) -> bool:
-    """Whether a process exists (a process of another user counts as alive)."""
+    """Whether a process exists and runs (a process of another user counts as alive).
+
+    A zombie is dead: a killed drill whose parent died too (an xdist worker of a killed run) waits to be
+    reaped by PID 1, which in a container may never do it; signal 0 still reaches a zombie.
+    """
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no /proc (not Linux): signal 0 is all we know
+    return stat.rpartition(")")[2].split()[:1] != ["Z"]
 
 
 def janitor(base: Path | None = None, bindir_hint: Path | None = None) -> list[Path]:
