@@ -94,14 +94,7 @@ class RdsDrill(Drill):
             backup.size_bytes = int(snapshot.get("AllocatedStorage") or 0) * 1024**3 or None
             restore_args = {"DBSnapshotIdentifier": snapshot["DBSnapshotIdentifier"]}
         else:
-            automated = list(
-                rds_api.paginate(
-                    rds,
-                    "describe_db_instance_automated_backups",
-                    "DBInstanceAutomatedBackups",
-                    DBInstanceIdentifier=source.source_instance,
-                )
-            )
+            automated = rds_api.automated_backups(rds, source.source_instance)
             window = rds_api.restore_window(instance, automated, now)
             moment = window.resolve(source.restore_time)
             self.record.recovery_target = iso(moment) if moment else "latest"

@@ -78,6 +78,12 @@ def paginate(rds: Any, operation: str, key: str, **kwargs: Any) -> Iterator[dict
         yield from page.get(key, [])
 
 
+def automated_backups(rds: Any, instance: str) -> list[dict[str, Any]]:
+    """The instance's automated backups (each carries its restore window)."""
+    operation, key = "describe_db_instance_automated_backups", "DBInstanceAutomatedBackups"
+    return list(paginate(rds, operation, key, DBInstanceIdentifier=instance))
+
+
 def _when(value: datetime | None) -> datetime:
     if value is None:
         return datetime.min.replace(tzinfo=UTC)

@@ -132,14 +132,7 @@ def _rds(config: DrillConfig, found: Newest) -> None:
         snapshots = list(
             rds_api.paginate(rds, "describe_db_snapshots", "DBSnapshots", DBInstanceIdentifier=source.source_instance)
         )
-        automated = list(
-            rds_api.paginate(
-                rds,
-                "describe_db_instance_automated_backups",
-                "DBInstanceAutomatedBackups",
-                DBInstanceIdentifier=source.source_instance,
-            )
-        )
+        automated = rds_api.automated_backups(rds, source.source_instance)
     except RestoreDrillError:
         raise
     except Exception as exc:  # botocore errors become one sentence
