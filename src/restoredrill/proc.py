@@ -151,6 +151,10 @@ def _dies_with_owner(death_signal: int | None) -> Callable[[], None] | None:
     owner = os.getpid()
 
     def preexec() -> None:
+        # A run started as a background job of a non-interactive shell inherits SIGINT and SIGQUIT
+        # ignored, and an ignored disposition survives exec: reset it, or the death signal does nothing.
+        if death_signal != signal.SIGKILL:  # SIGKILL cannot be ignored, nor set
+            signal.signal(death_signal, signal.SIG_DFL)
         die_with_parent(death_signal)
         if os.getppid() != owner:
             os.kill(os.getpid(), death_signal)

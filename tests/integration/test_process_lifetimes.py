@@ -4,6 +4,7 @@ unprivileged user (a change of user clears a parent-death signal, so the runner 
 from __future__ import annotations
 
 import contextlib
+import signal
 import subprocess
 import sys
 import textwrap
@@ -48,10 +49,20 @@ def _running(processes: list[psutil.Process]) -> list[int]:
     return running
 
 
+def _ignore_sigquit() -> None:
+    signal.signal(signal.SIGQUIT, signal.SIG_IGN)
+
+
 @pytest.mark.parametrize("started_by", ["tool", "server"])
 @pytest.mark.parametrize("user", ["ourselves", "server-user"])
-def test_what_the_runner_starts_dies_with_a_killed_owner(started_by: str, user: str) -> None:
-    owner = subprocess.Popen([sys.executable, "-c", OWNER, started_by, user])
+@pytest.mark.parametrize(
+    "inherited", ["default", "sigquit-ignored"]
+)  # a background job of a non-interactive shell inherits SIGQUIT ignored, and an ignore survives exec
+def test_what_the_runner_starts_dies_with_a_killed_owner(started_by: str, user: str, inherited: str) -> None:
+    owner = subprocess.Popen(
+        [sys.executable, "-c", OWNER, started_by, user],
+        preexec_fn=_ignore_sigquit if inherited == "sigquit-ignored" else None,
+    )
     children: list[psutil.Process] = []
     try:
         children = _children_named(psutil.Process(owner.pid), "sleep")
