@@ -216,3 +216,15 @@ def test_janitor_removes_a_planted_leftover_and_spares_a_live_one(engine: Any) -
         assert alive.name in names
     finally:
         alive.remove(force=True)
+
+
+def test_cleanup_finds_a_container_the_engine_made_before_ctrl_c_reached_testcontainers(engine: Any) -> None:
+    """Ctrl-C inside the engine's create/start: the container exists, but testcontainers never got its handle."""
+    from restoredrill.targets.container import ContainerInstance
+
+    instance = ContainerInstance(IMAGE, run_id="interrupted-start")
+    instance.name = f"restoredrill-halfmade-{uuid.uuid4().hex[:6]}"
+    engine.containers.create(IMAGE, command=["true"], name=instance.name, labels={LABEL: "true"})
+    instance.destroy()
+    assert instance.name is None
+    assert not engine.containers.list(all=True, filters={"name": "restoredrill-halfmade-"}, ignore_removed=True)

@@ -123,6 +123,7 @@ class ContainerInstance:
         )
         self.volumes = volumes or {}
         self.command = command
+        self.name: str | None = None  # set before the engine is asked, so cleanup can always find it
         self.user = user
         self.env = env or {}
         self.container: Any = None
@@ -150,7 +151,7 @@ class ContainerInstance:
         password = secrets.token_urlsafe(24)
         proc.register_secret(password)
         port = free_port()
-        name = f"restoredrill-{self.run_id.lower()[-6:]}-{secrets.token_hex(3)}"
+        name = self.name = f"restoredrill-{self.run_id.lower()[-6:]}-{secrets.token_hex(3)}"
         container = DockerContainer(self.image).with_name(name)
         container.with_envs(POSTGRES_PASSWORD=password, POSTGRES_USER="postgres", POSTGRES_DB="postgres", **self.env)
         container.ports = {"5432/tcp": ("127.0.0.1", port)}  # loopback only; with_bind_ports binds 0.0.0.0
@@ -229,6 +230,14 @@ class ContainerInstance:
             with contextlib.suppress(Exception):
                 self.container.stop(force=True, delete_volume=True)
             self.container = None
+        if self.name is not None:
+            # A Ctrl-C inside the engine's create/start leaves testcontainers without a handle while the
+            # engine already has the container: remove it by the name we gave it.
+            with contextlib.suppress(Exception):
+                client = docker_client(timeout=10)
+                client.containers.get(self.name).remove(force=True, v=True)
+                client.close()
+            self.name = None
 
 
 def _owner_label(pid: int) -> str:
