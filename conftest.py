@@ -4,4 +4,4 @@ The drill configuration is loaded once, lazily, only when drills are collected, 
 tests (tests/) never need a drills.toml.
 """
 
-pytest_plugins = ["fixtures.drill_session", "fixtures.logical", "fixtures.physical", "fixtures.rds"]
+pytest_plugins = ["fixtures.drill_session", "fixtures.drills", "fixtures.restored", "fixtures.scheduling"]

@@ -1,24 +1,54 @@
-"""Logical layer drill, as the runbook reads:
-
-1. find the newest pg_dump of the database and measure the RPO (age, and gaps in the retention window);
-2. fetch it (streamed, SHA-256 against what the backup job recorded), read its table of contents;
-3. pg_restore -j into a fresh database of a throwaway PostgreSQL of the dump's major, measure the RTO;
-4. check the restored database; every check is one item below, all sharing that one restore.
-
-Select one database with `-k <name>`.
+"""Logical layer (pg_dump), as the runbook reads. Before these, test_every_drill.py's `test_restore`:
+the newest dump found, fetched (streamed, SHA-256 against what the backup job recorded), its table of
+contents read, and pg_restore -j run into a fresh database of a throwaway PostgreSQL of the dump's major.
 """
 
 from __future__ import annotations
 
 import allure
+import pytest
 
-from fixtures.items import run_item
-from restoredrill.layers.logical import LogicalDrill
+from fixtures.restored import BuiltinCheck
+
+pytestmark = [pytest.mark.drill(layer="logical"), allure.epic("restore drills"), allure.feature("logical (pg_dump)")]
 
 
-@allure.epic("restore drills")
-@allure.feature("logical (pg_dump)")
-def test_logical(logical_case: tuple[str, str], logical_drill: LogicalDrill) -> None:
-    database, check = logical_case
-    allure.dynamic.story(database)
-    run_item(logical_drill, check, f"{database}: {check}", log_name="pg_restore log (tail)")
+def test_rpo_newest_age(builtin: BuiltinCheck) -> None:
+    """The newest dump is younger than the RPO: the backups are not stale."""
+    builtin.verify()
+
+
+def test_rpo_largest_gap(builtin: BuiltinCheck) -> None:
+    """No two consecutive dumps of the retention window are further apart than the RPO: no day is missing."""
+    builtin.verify()
+
+
+def test_restore_errors(builtin: BuiltinCheck) -> None:
+    """pg_restore exited 0 and printed no error: an error it ignored is a table or index that is missing."""
+    builtin.verify()
+
+
+def test_toc_tables(builtin: BuiltinCheck) -> None:
+    """Every table the dump's table of contents lists exists after the restore."""
+    builtin.verify()
+
+
+def test_manifest_row_counts(builtin: BuiltinCheck) -> None:
+    """Every table holds exactly the rows the manifest counted at backup time: no table came back short."""
+    builtin.verify()
+
+
+def test_manifest_structure(builtin: BuiltinCheck) -> None:
+    """The restored schema (tables, columns, constraints, indexes, ...) matches the manifest's fingerprint."""
+    builtin.verify()
+
+
+def test_manifest_content(builtin: BuiltinCheck) -> None:
+    """Each table's content hash equals the one of backup time: same counts can hide altered rows."""
+    builtin.verify()
+
+
+def test_matviews_populated(builtin: BuiltinCheck) -> None:
+    """Materialized views populated at backup time are populated after the restore (a lost data entry
+    restores them empty without any error)."""
+    builtin.verify()

@@ -1,25 +1,58 @@
-"""pgBackRest layer drill, as the runbook reads, once per recovery target (latest, immediate, time):
-
-1. read the repository with the user's own config (`pgbackrest info`), list every set and the WAL archive;
-2. `pgbackrest restore --archive-mode=off` the newest set into a new data directory (never the source's);
-3. start it privately, let it recover to the target, wait until it is promoted; RTO stops there;
-4. check: recovery reached its target, archive_mode is off, the heartbeat marker proves how far WAL was
-   replayed, WAL continuity and `pgbackrest verify` (latest), amcheck, sequences, configured checks.
+"""pgBackRest layer (physical + WAL), as the runbook reads, once per recovery target (latest, immediate,
+time). Before these, test_every_drill.py's `test_restore`: the repository read with the user's own config,
+the newest set restored with `--archive-mode=off` into a new data directory (never the source's), started
+privately and recovered to the target until promoted; the RTO stops there.
 """
 
 from __future__ import annotations
 
 import allure
+import pytest
 
-from fixtures.items import run_item
-from restoredrill.layers.physical import PhysicalDrill
+from fixtures.restored import BuiltinCheck
+
+pytestmark = [
+    pytest.mark.drill(layer="pgbackrest"),
+    allure.epic("restore drills"),
+    allure.feature("physical (pgBackRest)"),
+]
 
 
-@allure.epic("restore drills")
-@allure.feature("physical (pgBackRest)")
-def test_pgbackrest(pgbackrest_case: tuple[str, str, str], pgbackrest_drill: PhysicalDrill) -> None:
-    database, kind, check = pgbackrest_case
-    allure.dynamic.story(f"{database} ({kind})")
-    run_item(
-        pgbackrest_drill, check, f"{database} {kind}: {check}", log_name="pgbackrest restore and server log (tail)"
-    )
+def test_rpo_newest_wal(builtin: BuiltinCheck) -> None:
+    """The newest archived WAL segment is younger than the RPO: WAL archiving has not stalled (latest)."""
+    builtin.verify()
+
+
+def test_wal_continuity(builtin: BuiltinCheck) -> None:
+    """The archived WAL is continuous from the oldest retained full backup: every point of the window can
+    be recovered (latest)."""
+    builtin.verify()
+
+
+def test_pgbackrest_verify(builtin: BuiltinCheck) -> None:
+    """`pgbackrest verify` finds no invalid or missing file, read from its output: it exits 0 even on errors
+    (latest)."""
+    builtin.verify()
+
+
+def test_recovery(builtin: BuiltinCheck) -> None:
+    """Recovery reached its target, proven by the replay LSN and by the server's own log lines, and the
+    server was promoted."""
+    builtin.verify()
+
+
+def test_archive_mode_off(builtin: BuiltinCheck) -> None:
+    """The restored copy runs with archive_mode off: it cannot push WAL into the production repository."""
+    builtin.verify()
+
+
+def test_replay_proof(builtin: BuiltinCheck) -> None:
+    """The heartbeat marker (or a freshness column) proves how far WAL was replayed: not short of the
+    target (data missing), not past it (recovery went too far)."""
+    builtin.verify()
+
+
+def test_ledger_pitr(builtin: BuiltinCheck) -> None:
+    """Random point-in-time restores each hold exactly the ledger rows committed at or before their target
+    (latest, when a ledger is configured)."""
+    builtin.verify()

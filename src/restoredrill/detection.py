@@ -23,9 +23,9 @@ from pathlib import Path
 from psycopg import sql
 
 from restoredrill.backup import backup_logical
-from restoredrill.layers.base import severity
 from restoredrill.layers.logical_keys import parse_key
 from restoredrill.targets.local import LocalInstance
+from restoredrill.verdicts import severity
 from restoredrill.zoo import BIG_ROWS, DATABASE, Zoo, drop_database, make_zoo_backups, pg_dump_to, zoo_source
 
 

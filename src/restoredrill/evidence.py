@@ -9,16 +9,27 @@ import platform
 import socket
 import uuid
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from restoredrill import __version__, proc
 
 # partial: every check that ran passed, but the selection (-k, node ids) left checks of this drill out.
 Verdict = Literal["passed", "partial", "failed", "could_not_verify"]
-Outcome = Literal["passed", "failed", "error"]
+
+
+class Outcome(StrEnum):
+    """What one check established. Only `passed` proves anything; the last two prove nothing and are shown
+    as such (a check that did not apply, or never ran, is never counted as passed)."""
+
+    PASSED = "passed"
+    FAILED = "failed"  # the backup is bad: the drill fails
+    ERROR = "error"  # the check ran, or tried to, and could not verify
+    NOT_APPLICABLE = "not_applicable"  # does not apply to this backup (e.g. a dump made by another tool)
+    NOT_RUN = "not_run"  # never ran: the drill stopped before it, and the drill's reason says why
 
 
 def utcnow() -> datetime:
@@ -68,6 +79,18 @@ class CheckRecord(BaseModel):
     detail: str
     sql: str | None = None
     duration_s: float | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _older_records(cls, data: Any) -> Any:
+        # Records written before outcomes were typed said "error" with a "not run:" detail.
+        if (
+            isinstance(data, dict)
+            and data.get("outcome") == "error"
+            and str(data.get("detail", "")).startswith("not run:")
+        ):
+            return {**data, "outcome": Outcome.NOT_RUN}
+        return data
 
     @field_validator("detail", "sql")
     @classmethod

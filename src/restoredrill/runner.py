@@ -19,7 +19,7 @@ from rich.table import Table
 from restoredrill.config import config_path, load_config
 from restoredrill.durations import format_duration
 from restoredrill.errors import ConfigError
-from restoredrill.evidence import DrillRecord, load_records, new_run_id
+from restoredrill.evidence import DrillRecord, Outcome, load_records, new_run_id
 from restoredrill.folders import writable_folder
 from restoredrill.report.commands import after_run, before_run
 from restoredrill.report.model import VERDICT_LABEL
@@ -96,8 +96,7 @@ def run_drills(config_file: str | None, pytest_args: list[str]) -> int:
         "no:benchmark",
         "-p",
         "no:hypothesispytest",
-        # All items of one drill stay on one xdist worker: one restore per database, one complete record.
-        "--dist=loadgroup",
+        # Under -n, all tests of one drill stay on one xdist worker whatever --dist says (fixtures/scheduling.py).
         # A check's failure is evidence, not a traceback: the summary below prints one line per finding
         # (pytest's short summary of failures would repeat each one, cut to the terminal width). Errors (a bug,
         # not a finding) and skips keep pytest's line with their reason.
@@ -209,7 +208,7 @@ def findings(records: list[DrillRecord]) -> list[str]:
     for r in records:
         drill = f"{r.database} / {r.layer}" + (f" ({r.variant})" if r.variant else "")
         for c in r.checks:
-            if c.outcome != "passed" and not c.detail.startswith("not run:"):
-                word = "FAILED" if c.outcome == "failed" else "COULD NOT VERIFY"
+            if c.outcome in (Outcome.FAILED, Outcome.ERROR):
+                word = "FAILED" if c.outcome == Outcome.FAILED else "COULD NOT VERIFY"
                 lines.append(f"  {word}  {drill}: {c.name} {c.outcome}: {c.detail}")
     return lines

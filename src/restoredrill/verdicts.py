@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from restoredrill.evidence import DrillRecord, Verdict
+from restoredrill.errors import BackupDefect
+from restoredrill.evidence import DrillRecord, Outcome, Verdict
 
 if TYPE_CHECKING:
     from restoredrill.config import DrillConfig
@@ -31,6 +32,63 @@ EXIT_CODES_HELP = """exit codes:
   3    a drill could not verify and none failed (or nothing ran)
   4    PARTIAL: everything that ran passed, but the selection left drills or checks out
   130  interrupted"""
+
+
+# Which failure the headline (record.reason) names when several checks fail: data or structure lost first (a
+# restore that failed lost whatever it could not restore), then other findings on the restored data, then a wrong
+# or corrupt archive, then missed objectives; ties go by check order. The first failing check in check order hid
+# the real finding behind a symptom. Every failing check stays in the record.
+LOST, FINDING, ARCHIVE, OBJECTIVE = 0, 1, 2, 3
+SEVERITY: dict[str, int] = {
+    **dict.fromkeys(("restore", "toc_tables", "manifest_row_counts", "manifest_structure", "manifest_content"), LOST),
+    **dict.fromkeys(("min_rows", "matviews_populated"), LOST),
+    **dict.fromkeys(("restore_errors", "amcheck"), ARCHIVE),
+    **dict.fromkeys(("rpo_newest_age", "rpo_largest_gap", "rto"), OBJECTIVE),
+}
+
+
+def severity(check_name: str) -> int:
+    """LOST ... OBJECTIVE; checks not listed (sequences, sql:..., a team's own) are findings."""
+    return SEVERITY.get(check_name.split(":", 1)[0], FINDING)
+
+
+@dataclass(frozen=True)
+class DrillVerdict:
+    verdict: Verdict
+    reason: str | None
+
+
+def drill_verdict(
+    record: DrillRecord, *, failure: Exception | None, restored: bool, database_checks: set[str], planned: int
+) -> DrillVerdict:
+    """The verdict of one drill from its checks, the one rule the evidence, the console and every report read:
+    - a defect of the backup, or any failed check: `failed` (the most significant failure is the reason);
+    - otherwise anything that could not run: `could_not_verify`;
+    - `partial` when all that ran passed but checks of the drill were left out (by the selection);
+    - `passed` only when the restore worked, at least one check of the restored database passed, and none
+      was left out. Checks that did not apply or never ran prove nothing either way.
+    """
+    failed = sorted((c for c in record.checks if c.outcome == Outcome.FAILED), key=lambda c: severity(c.name))
+    errors = [c for c in record.checks if c.outcome == Outcome.ERROR]
+    # A defect found before any restore (a wrong or damaged archive): no data check ran to outrank it.
+    if isinstance(failure, BackupDefect):
+        return DrillVerdict("failed", str(failure))
+    if failed:
+        return DrillVerdict("failed", f"{failed[0].name}: {failed[0].detail}")
+    if failure is not None:
+        return DrillVerdict("could_not_verify", str(failure))
+    if errors:
+        return DrillVerdict("could_not_verify", f"{errors[0].name}: {errors[0].detail}")
+    if not restored:
+        return DrillVerdict("could_not_verify", "the restore did not complete")
+    if not any(c.name in database_checks and c.outcome == Outcome.PASSED for c in record.checks):
+        return DrillVerdict("could_not_verify", "no check of the restored database ran")
+    if record.left_out:  # what ran passed, but a selection is never a whole pass (DESIGN rule 8)
+        return DrillVerdict(
+            "partial",
+            f"partial drill: {len(record.left_out)} of {planned} checks did not run: " + ", ".join(record.left_out),
+        )
+    return DrillVerdict("passed", None)
 
 
 @dataclass(frozen=True, order=True)

@@ -8,9 +8,9 @@ import hashlib
 import pytest
 
 from restoredrill.errors import BackupDefect
-from restoredrill.layers.base import severity
 from restoredrill.layers.logical_records import Recorded, verify_dump, verify_manifest_file
 from restoredrill.manifest import Manifest
+from restoredrill.verdicts import severity
 
 A, B = "a" * 64, "b" * 64
 

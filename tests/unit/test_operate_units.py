@@ -76,11 +76,14 @@ def _config(*names: str) -> object:
 
 
 def test_matrix_selectors_exclude_databases_whose_names_extend_another() -> None:
-    config = _config("shop", "shop-eu", "shop-eu-west", "billing")
+    # Item ids start with the drill's id (`test_amcheck[shop-logical]`): only a name that extends
+    # "<database>-<layer>" itself can clash.
+    config = _config("shop", "shop-eu", "shop-logical", "shop-logical-eu", "billing")
     cells = {c["database"]: c["select"] for c in matrix.matrix(config)["include"]}  # type: ignore[arg-type]
-    assert cells["shop"] == "test_logical[shop- and not test_logical[shop-eu- and not test_logical[shop-eu-west-"
-    assert cells["shop-eu"] == "test_logical[shop-eu- and not test_logical[shop-eu-west-"
-    assert cells["billing"] == "test_logical[billing-"
+    assert cells["shop"] == "[shop-logical and not [shop-logical-logical and not [shop-logical-eu-logical"
+    assert cells["shop-eu"] == "[shop-eu-logical"
+    assert cells["shop-logical"] == "[shop-logical-logical"
+    assert cells["billing"] == "[billing-logical"
     with pytest.raises(ConfigError, match="cannot be selected with pytest -k"):
         matrix.matrix(_config("shop (eu)"))  # type: ignore[arg-type]
 

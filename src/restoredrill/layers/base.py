@@ -2,11 +2,9 @@
 
 A layer's drill subclasses `Drill` and provides `_prepare` (discover, fetch, restore: failures are
 raised as BackupDefect or CouldNotVerify and kept), `timing_checks`, `database_checks`, `_timing`,
-`restore_detail` and `_cleanup`. The verdict rules live here, once:
-- a defect of the backup, or any failed check: `failed`;
-- otherwise anything that could not run: `could_not_verify`;
-- `partial` when all that ran passed but checks of the drill were left out (by the selection);
-- `passed` only when the restore worked, at least one check of the restored database passed, and none was left out.
+`restore_detail` and `_cleanup`. Checks a team wrote themselves (pytest tests using the `restored`
+fixture) are planned with `plan_extra` and recorded with `record_check`, like any built-in check.
+The verdict is `verdicts.drill_verdict`, the one rule every report reads.
 """
 
 from __future__ import annotations
@@ -20,27 +18,10 @@ from restoredrill.checks import NotApplicable, Restored
 from restoredrill.config import DrillConfig, Layer
 from restoredrill.durations import format_duration
 from restoredrill.errors import BackupDefect, ConfigError, CouldNotVerify, RestoreDrillError
-from restoredrill.evidence import CheckRecord, DrillRecord, Objectives, base_tool_versions, iso, utcnow
+from restoredrill.evidence import CheckRecord, DrillRecord, Objectives, Outcome, base_tool_versions, iso, utcnow
+from restoredrill.verdicts import drill_verdict
 
 Log = Callable[[str], None]
-
-# Which failure the headline (record.reason) names when several checks fail: data or structure lost first (a
-# restore that failed lost whatever it could not restore), then other findings on the restored data, then a wrong
-# or corrupt archive, then missed objectives; ties go by check order. The first failing check in check order hid
-# the real finding behind a symptom. Every failing check stays in the record.
-LOST, FINDING, ARCHIVE, OBJECTIVE = 0, 1, 2, 3
-SEVERITY: dict[str, int] = {
-    **dict.fromkeys(("restore", "toc_tables", "manifest_row_counts", "manifest_structure", "manifest_content"), LOST),
-    **dict.fromkeys(("min_rows", "matviews_populated"), LOST),
-    **dict.fromkeys(("restore_errors", "amcheck"), ARCHIVE),
-    **dict.fromkeys(("rpo_newest_age", "rpo_largest_gap", "rto"), OBJECTIVE),
-}
-
-
-def severity(check_name: str) -> int:
-    """LOST ... OBJECTIVE; checks not listed (sequences, sql:..., a team's own) are findings."""
-    return SEVERITY.get(check_name.split(":", 1)[0], FINDING)
-
 
 CheckFunction = Callable[[Restored], CheckRecord]
 
@@ -64,6 +45,7 @@ class Drill:
         )
         self.failure: RestoreDrillError | None = None
         self.restored: Restored | None = None
+        self.extra_checks: list[str] = []  # a team's own checks planned for this drill (its pytest tests)
 
     # ----- stage 1: everything up to a usable restored database -------------------------------------
     def prepare(self) -> None:
@@ -90,38 +72,50 @@ class Drill:
     def check_names(self) -> list[str]:
         return [*self.timing_checks, *self.database_checks()]
 
+    def plan_extra(self, names: list[str]) -> None:
+        """Checks beyond the built-in ones (a team's own tests): a selection that leaves one out is PARTIAL."""
+        self.extra_checks = [n for n in names if n not in self.check_names() and n != "restore"]
+
+    def planned(self) -> list[str]:
+        return ["restore", *self.check_names(), *self.extra_checks]
+
+    def record_check(self, record: CheckRecord) -> CheckRecord:
+        self.record.add_check(record)
+        return record
+
     def restore_detail(self) -> str:
         raise NotImplementedError
 
     def restore_outcome(self) -> CheckRecord:
         """The restore itself as a check: passed once a usable database exists."""
         if self.restored is not None:
-            record = CheckRecord(name="restore", outcome="passed", detail=self.restore_detail())
+            record = CheckRecord(name="restore", outcome=Outcome.PASSED, detail=self.restore_detail())
         elif isinstance(self.failure, BackupDefect):
-            record = CheckRecord(name="restore", outcome="failed", detail=str(self.failure))
+            record = CheckRecord(name="restore", outcome=Outcome.FAILED, detail=str(self.failure))
         else:
             reason = str(self.failure) if self.failure else "the restore did not complete"
-            record = CheckRecord(name="restore", outcome="error", detail=f"could not verify: {reason}")
+            record = CheckRecord(name="restore", outcome=Outcome.ERROR, detail=f"could not verify: {reason}")
         self.record.add_check(record)
         return record
 
-    def _not_run(self, name: str) -> CheckRecord:
+    def not_run(self, name: str) -> CheckRecord:
+        """A check that cannot run because the restore did not give a usable database."""
         reason = str(self.failure) if self.failure else "the restore did not complete"
-        return CheckRecord(name=name, outcome="error", detail=f"not run: {reason}")
+        return CheckRecord(name=name, outcome=Outcome.NOT_RUN, detail=f"not run: {reason}")
 
     def check(self, name: str) -> CheckRecord:
-        """Run one check and record it. NotApplicable propagates (the drill notes it; pytest skips)."""
+        """Run one check and record it. NotApplicable is recorded as such, then propagates (pytest skips)."""
         if name in self.timing_checks:
             started = time.monotonic()
             record = self._timing(name)
             record.duration_s = round(time.monotonic() - started, 3)
         elif self.restored is None:
-            record = self._not_run(name)
+            record = self.not_run(name)
         else:
             try:
                 record = checks_mod.run_check(name, self.database_checks()[name], self.restored)
             except NotApplicable as exc:
-                self.record.notes.append(f"{name} not applicable: {exc}")
+                self.record.add_check(CheckRecord(name=name, outcome=Outcome.NOT_APPLICABLE, detail=str(exc)))
                 raise
         self.record.add_check(record)
         return record
@@ -131,11 +125,11 @@ class Drill:
 
     def rto_check(self, what: str) -> CheckRecord:
         if self.record.rto_s is None:
-            return self._not_run("rto")
+            return self.not_run("rto")
         rto, allowed = self.record.rto_s, self.objective.rto
         return CheckRecord(
             name="rto",
-            outcome="passed" if rto <= allowed else "failed",
+            outcome=Outcome.PASSED if rto <= allowed else Outcome.FAILED,
             detail=f"{what} took {format_duration(rto)} (RTO {format_duration(allowed)})",
         )
 
@@ -148,37 +142,17 @@ class Drill:
         self._cleanup()
         self.record.stages.cleanup_s = round(time.monotonic() - started, 3)
         self.record.stages.checks_s = round(sum(c.duration_s or 0 for c in self.record.checks), 3)
-        ran = {c.name for c in self.record.checks} | {n.split(" not applicable")[0] for n in self.record.notes}
-        self.record.left_out = [n for n in ["restore", *self.check_names()] if n not in ran]
-        self._verdict()
+        ran = {c.name for c in self.record.checks}
+        self.record.left_out = [n for n in self.planned() if n not in ran]
+        verdict = drill_verdict(
+            self.record,
+            failure=self.failure,
+            restored=self.restored is not None,
+            database_checks={*self.database_checks(), *self.extra_checks},
+            planned=len(self.planned()),
+        )
+        self.record.verdict, self.record.reason = verdict.verdict, verdict.reason
         self.record.finished_at = iso(utcnow())
         if reports_dir is not None:
             self.record.write(reports_dir)
         return self.record
-
-    def _verdict(self) -> None:
-        record = self.record
-        failed = sorted((c for c in record.checks if c.outcome == "failed"), key=lambda c: severity(c.name))
-        errors = [c for c in record.checks if c.outcome == "error" and not c.detail.startswith("not run:")]
-        database_checks = set(self.database_checks())
-        # A defect found before any restore (a wrong or damaged archive): no data check ran to outrank it.
-        if isinstance(self.failure, BackupDefect):
-            record.verdict, record.reason = "failed", str(self.failure)
-        elif failed:
-            record.verdict, record.reason = "failed", f"{failed[0].name}: {failed[0].detail}"
-        elif self.failure is not None:
-            record.verdict, record.reason = "could_not_verify", str(self.failure)
-        elif errors:
-            record.verdict, record.reason = "could_not_verify", f"{errors[0].name}: {errors[0].detail}"
-        elif self.restored is None:
-            record.verdict, record.reason = "could_not_verify", "the restore did not complete"
-        elif not any(c.name in database_checks and c.outcome == "passed" for c in record.checks):
-            record.verdict, record.reason = "could_not_verify", "no check of the restored database ran"
-        elif record.left_out:  # what ran passed, but a selection is never a whole pass (DESIGN rule 8)
-            planned = 1 + len(self.check_names())  # the restore and every check
-            record.verdict = "partial"
-            record.reason = f"partial drill: {len(record.left_out)} of {planned} checks did not run: " + ", ".join(
-                record.left_out
-            )
-        else:
-            record.verdict, record.reason = "passed", None

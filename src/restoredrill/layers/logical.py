@@ -274,7 +274,7 @@ class LogicalDrill(Drill):
         detail = self.record.rpo_detail
         if name == "rpo_newest_age":
             if self.record.rpo_s is None:
-                return self._not_run(name)
+                return self.not_run(name)
             age, allowed = self.record.rpo_s, self.objective.rpo
             return CheckRecord(
                 name=name,
@@ -284,7 +284,7 @@ class LogicalDrill(Drill):
             )
         if name == "rpo_largest_gap":
             if not detail:
-                return self._not_run(name)
+                return self.not_run(name)
             gap = detail.get("largest_gap_s")
             if gap is None:
                 return CheckRecord(

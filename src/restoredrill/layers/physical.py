@@ -459,7 +459,7 @@ class PhysicalDrill(Drill):
         if name == "rto":
             return self.rto_check("restore + recovery until promoted")
         if self.info is None or self.record.rpo_s is None:
-            return self._not_run(name)
+            return self.not_run(name)
         if name == "wal_continuity":
             return self._continuity_check()
         if name == "pgbackrest_verify":

@@ -266,7 +266,7 @@ class RdsDrill(Drill):
         if name == "rto":
             return self.rto_check("restore call until the instance accepts connections")
         if self.instance is None:
-            return self._not_run(name)
+            return self.not_run(name)
         if name == "rpo_latest_restorable":
             if self.record.rpo_s is None:
                 return CheckRecord(
@@ -283,7 +283,7 @@ class RdsDrill(Drill):
             )
         finding = self.findings.get(name)
         if finding is None:
-            return self._not_run(name)
+            return self.not_run(name)
         return CheckRecord(name=name, outcome="passed" if finding.ok else "failed", detail=finding.detail)
 
     # ----- stage 3 -----------------------------------------------------------------------------------

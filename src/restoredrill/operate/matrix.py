@@ -4,10 +4,10 @@ Fleet scale on an engine that already exists: CI's own matrix runs one cell per 
 SELECT`), each job uploads its evidence, and `restoredrill report --merge` builds the one report. The
 output is `{"include": [...]}` for `strategy.matrix: ${{ fromJSON(...) }}`.
 
-A cell's selector is a pytest `-k` expression matching the drill items of one database and layer: their
-ids are `test_<layer>[<database>-<check>]`, so `test_<layer>[<database>-` selects them. A database whose
-name extends another's (`shop` and `shop-eu`) would be matched by the shorter selector: those are
-excluded by name.
+A cell's selector is a pytest `-k` expression matching the drill items of one database and layer: each
+item's id starts with its drill's (`test_amcheck[shop-logical]`, `test_recovery[shop-pgbackrest-latest]`),
+so `[<database>-<layer>` selects them. A database whose name extends another's (`shop` and
+`shop-logical-eu`) could be matched by the shorter selector: those are excluded by name.
 """
 
 from __future__ import annotations
@@ -28,11 +28,10 @@ def selector(config: DrillConfig, database: str, layer: str) -> str:
         raise ConfigError(
             f"database '{database}' cannot be selected with pytest -k (use letters, digits, '_', '-', '.' in its name)"
         )
-    prefix = f"test_{layer}[{database}-"
-    clashes = [
-        other for other in config.databases_with(layer) if other != database and other.startswith(database + "-")
-    ]  # type: ignore[arg-type]
-    return " and ".join([prefix, *(f"not test_{layer}[{other}-" for other in clashes)])
+    prefix = f"[{database}-{layer}"
+    others = [f"[{other}-{layer}" for other in config.databases if other != database]
+    clashes = [other for other in others if other.startswith(prefix)]
+    return " and ".join([prefix, *(f"not {clash}" for clash in clashes)])
 
 
 def matrix(config: DrillConfig) -> dict[str, list[dict[str, str]]]:

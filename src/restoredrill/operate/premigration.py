@@ -28,7 +28,7 @@ from restoredrill.checks import NotApplicable, Restored
 from restoredrill.config import DrillConfig, Layer, config_path, load_config
 from restoredrill.durations import format_duration
 from restoredrill.errors import BackupDefect, ConfigError, CouldNotVerify
-from restoredrill.evidence import BackupInfo, CheckRecord, DrillRecord, new_run_id
+from restoredrill.evidence import BackupInfo, CheckRecord, DrillRecord, Outcome, new_run_id
 from restoredrill.layers.base import Drill
 from restoredrill.libpq_env import forget_inherited_servers, points_at_a_server
 from restoredrill.operate import listing, notify
@@ -228,7 +228,7 @@ def rehearse(config_file: str | None, request: Request) -> int:
             drill.record.add_check(run_migration(drill, request.command, timeout))
         elif request.command is not None:
             reason = str(drill.failure) if drill.failure else "the restore did not complete"
-            drill.record.add_check(CheckRecord(name="migration", outcome="error", detail=f"not run: {reason}"))
+            drill.record.add_check(CheckRecord(name="migration", outcome=Outcome.NOT_RUN, detail=f"not run: {reason}"))
         _checks(drill, [n for n in names if n not in drill.timing_checks and n not in BACKUP_CHECKS])
     finally:
         record = drill.finish(config.reports_dir)

@@ -21,7 +21,7 @@ from typing import Any
 
 from restoredrill import proc
 from restoredrill.errors import CouldNotVerify
-from restoredrill.evidence import CheckRecord, DrillRecord
+from restoredrill.evidence import CheckRecord, DrillRecord, Outcome
 from restoredrill.report.classify import CATEGORIES, check_category, check_hint, drill_category, drill_hint
 from restoredrill.report.context import PROJECT, RunContext
 from restoredrill.report.history import parse_time
@@ -118,17 +118,13 @@ def _result(folder: Path, record: DrillRecord, check: CheckRecord | None, status
 def _status(check: CheckRecord) -> str:
     """A check that never ran because the drill stopped earlier is skipped in Allure (the drill's own
     failing item carries the category); one that ran and could not finish is broken."""
-    if check.outcome == "error" and check.detail.startswith("not run:"):
+    if check.outcome in (Outcome.NOT_RUN, Outcome.NOT_APPLICABLE):
         return "skipped"
     return _STATUS[check.outcome]
 
 
 def _results_of(folder: Path, record: DrillRecord) -> list[dict[str, Any]]:
     results = [_result(folder, record, c, _status(c)) for c in record.checks]
-    for note in record.notes:
-        check, marker, why = note.partition(" not applicable: ")
-        if marker and " " not in check:
-            results.append(_result(folder, record, CheckRecord(name=check, outcome="passed", detail=why), "skipped"))
     if not record.checks:
         status = {"passed": "passed", "failed": "failed"}.get(record.verdict, "broken")
         results.append(_result(folder, record, None, status))

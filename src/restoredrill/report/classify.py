@@ -68,9 +68,9 @@ _CHECK_HINTS = {
 
 def check_category(check: CheckRecord) -> Category | None:
     """The category of one check that did not pass (None when it passed)."""
-    if check.outcome == "passed":
+    if check.outcome in ("passed", "not_applicable"):  # proves nothing either way: no category
         return None
-    if check.outcome == "error":
+    if check.outcome in ("error", "not_run"):
         return "could not verify"
     name = check.name.split(":", 1)[0]
     if name.startswith("rpo"):

@@ -126,7 +126,8 @@ def _objectives_state(record: DrillRecord) -> str:
 def _checks_state(record: DrillRecord, covered: list[CheckRecord], left_out: list[str]) -> str:
     if any(c.outcome == "failed" for c in covered):
         return "failed"
-    if record.verdict == "could_not_verify" or any(c.outcome == "error" for c in covered) or not covered:
+    unverified = any(c.outcome in ("error", "not_run") for c in covered)
+    if record.verdict == "could_not_verify" or unverified or not covered:
         return "could_not_verify"
     return "partial" if left_out else "passed"
 
@@ -136,7 +137,8 @@ def record_state(control: Control, record: DrillRecord) -> str:
     if control.covers == "objectives":
         return _objectives_state(record)
     if control.covers == "backup":
-        covered = [c for c in record.checks if not _is_timing(c)]
+        # A check that did not apply proves nothing: it covers nothing.
+        covered = [c for c in record.checks if not _is_timing(c) and c.outcome != "not_applicable"]
         left_out = [n for n in record.left_out if n != "rto" and not n.startswith("rpo")]
         return _checks_state(record, covered, left_out)
     if record.verdict == "failed":

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from restoredrill.durations import format_duration
-from restoredrill.evidence import CheckRecord, DrillRecord
+from restoredrill.evidence import CheckRecord, DrillRecord, Outcome
 from restoredrill.report.charts import Chart, trend_chart
 from restoredrill.report.classify import Category, check_category, check_hint, drill_category, drill_hint
 from restoredrill.report.history import Point
@@ -194,30 +194,33 @@ def _stages(record: DrillRecord) -> list[StageBar]:
     return [StageBar(label, s, round(max(0.8, 100 * s / total), 2)) for label, s in timed]
 
 
+# The report's own words for outcomes: a check that did not apply is shown as "skipped", one that never ran
+# beside those that could not run (marked `not_run`), so the page reads as it always did.
+VIEW_OUTCOME = {Outcome.NOT_APPLICABLE: "skipped", Outcome.NOT_RUN: "error"}
+
+
 def _check(record: DrillRecord, c: CheckRecord) -> CheckView:
-    not_run = c.outcome == "error" and c.detail.startswith("not run:")
+    not_run = c.outcome == Outcome.NOT_RUN
+    outcome = VIEW_OUTCOME.get(c.outcome, str(c.outcome))
     detail = c.detail
     if not_run and record.reason and record.reason in detail:
         detail = "not run: the drill stopped before this check (reason above)"
     return CheckView(
         name=c.name,
-        outcome=c.outcome,
-        label="not run" if not_run else OUTCOME_LABEL[c.outcome],
+        outcome=outcome,
+        label="not run" if not_run else OUTCOME_LABEL[outcome],
         detail=detail,
         sql=c.sql,
         duration_s=c.duration_s,
         category=check_category(c),
-        hint=check_hint(c) if c.outcome != "passed" and not not_run else None,
+        hint=check_hint(c) if outcome not in ("passed", "skipped") and not not_run else None,
         not_run=not_run,
     )
 
 
 def _checks(record: DrillRecord) -> list[CheckView]:
+    # Checks that did not apply to this backup are listed with the rest, never counted as passed.
     views = [_check(record, c) for c in record.checks]
-    for note in record.notes:  # checks that did not apply to this backup are listed, never counted as passed
-        name, marker, why = note.partition(" not applicable: ")
-        if marker and " " not in name:
-            views.append(CheckView(name, "skipped", OUTCOME_LABEL["skipped"], why, None, None, None, None))
     for name in record.left_out:  # never ran: the selection left it out; shown so nobody reads it as passed
         detail = "left out by the selection (-k or node ids): this check did not run, nothing is proven by it"
         views.append(CheckView(name, "left_out", OUTCOME_LABEL["left_out"], detail, None, None, None, None))
