@@ -187,7 +187,7 @@ def _checks(drill: Drill, names: list[str]) -> None:
         try:
             drill.check(name)
         except NotApplicable:
-            continue  # noted in the record by the drill, as in a regular run
+            continue  # recorded as not applicable by the drill, as in a regular run
 
 
 def make_drill(config: DrillConfig, database: str, layer: Layer, run_id: str) -> Drill:
