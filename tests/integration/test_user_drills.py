@@ -80,6 +80,14 @@ def _user_file(drill: Drill, name: str, text: str) -> Path:
     return path
 
 
+def _drill_with(drill: Drill, name: str, text: str, exit_code: int, *args: str) -> tuple[dict, str]:
+    """The logical drill of shop run with one file of a team's tests; its record and the console."""
+    drill.write_config()
+    result = drill.run(str(_user_file(drill, name, text)), *args)
+    assert result.returncode == exit_code, result.output
+    return drill.record(), result.output
+
+
 def _check(record: dict, name: str) -> dict:
     found = [c for c in record["checks"] if c["name"] == name]
     assert found, f"{name} is not in the evidence: {[c['name'] for c in record['checks']]}"
@@ -87,11 +95,7 @@ def _check(record: dict, name: str) -> dict:
 
 
 def test_a_failing_user_test_fails_the_drill_and_a_passing_one_is_a_passed_check(drill: Drill) -> None:
-    drill.write_config()
-    mine = _user_file(drill, "test_shop_rules.py", PASSING_AND_FAILING)
-    result = drill.run(str(mine))
-    assert result.returncode == 1, result.output
-    record = drill.record()
+    record, output = _drill_with(drill, "test_shop_rules.py", PASSING_AND_FAILING, 1)
     assert record["verdict"] == "failed"
     failed = _check(record, "test_shop_rules.py::test_no_order_over_100")
     assert failed["outcome"] == "failed"
@@ -106,30 +110,22 @@ def test_a_failing_user_test_fails_the_drill_and_a_passing_one_is_a_passed_check
     html = next(drill.reports.glob("drill-report-*.html")).read_text()
     assert "test_shop_rules.py::test_no_order_over_100" in html
     assert "order(s) cost more than 100" in html
-    assert "FAILED  shop / logical: test_shop_rules.py::test_no_order_over_100 failed" in result.output
+    assert "FAILED  shop / logical: test_shop_rules.py::test_no_order_over_100 failed" in output
 
 
 def test_a_user_test_that_raises_makes_the_drill_could_not_verify(drill: Drill) -> None:
-    drill.write_config()
-    mine = _user_file(drill, "test_broken_rule.py", RAISING)
-    result = drill.run(str(mine))
-    assert result.returncode == 3, result.output
-    record = drill.record()
+    record, output = _drill_with(drill, "test_broken_rule.py", RAISING, 3)
     assert record["verdict"] == "could_not_verify"
     check = _check(record, "test_broken_rule.py::test_reads_a_table_the_backup_never_had")
     assert check["outcome"] == "error"
     assert "UndefinedTable" in check["detail"]
     assert 'relation "no_such_table" does not exist' in check["detail"]
     assert check["sql"] == "SELECT count(*) FROM no_such_table"
-    assert "Traceback" not in result.output
+    assert "Traceback" not in output
 
 
 def test_leaving_a_user_test_out_is_partial(drill: Drill) -> None:
-    drill.write_config()
-    mine = _user_file(drill, "test_shop_rules.py", PASSING_AND_FAILING)
-    result = drill.run(str(mine), "-k", "not test_no_order_over_100")
-    assert result.returncode == 4, result.output
-    record = drill.record()
+    record, _output = _drill_with(drill, "test_shop_rules.py", PASSING_AND_FAILING, 4, "-k", "not over_100")
     assert record["verdict"] == "partial"
     assert record["left_out"] == ["test_shop_rules.py::test_no_order_over_100"]
 
