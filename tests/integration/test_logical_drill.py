@@ -70,6 +70,7 @@ def test_healthy_backups_pass_every_check(drill: Drill) -> None:
         "min_rows:public.users",
         "freshness:public.orders.created_at",
         "sql:paid orders exist",
+        "test_shop.py::test_every_paid_order_has_an_invoice",  # the demo's own test, written with `restored`
     }
     assert set(outcomes) == expected
     assert set(outcomes.values()) == {"passed"}
