@@ -59,7 +59,7 @@ def test_selecting_some_checks_is_partial_and_names_what_did_not_run(drill: Dril
     assert [c["name"] for c in record["checks"]] == ["amcheck"]
     assert "rto" in record["left_out"]
     assert "restore" in record["left_out"]
-    assert len(record["left_out"]) == 11  # the restore and every check but amcheck
+    assert len(record["left_out"]) == 12  # the restore and every check but amcheck
     assert "within its RTO and RPO" not in result.output
     assert "PARTIAL" in result.output
 

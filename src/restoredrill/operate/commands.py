@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-COMMANDS = ("list", "doctor", "matrix", "premigration")
+COMMANDS = ("list", "doctor", "matrix", "premigration", "coverage")
 PREMIGRATION_EPILOG = (
     "example: restoredrill premigration --database shop --max-backup-age 1h "
     "--rehearse 'alembic upgrade head'   (the command sees PG* and DATABASE_URL of the restored copy only)"
@@ -68,6 +68,16 @@ def add_parsers(sub: Any) -> None:
         help="connection string of the database to back up ($RESTOREDRILL_SOURCE_DSN); never the rehearsal's target",
     )
 
+    ledger = sub.add_parser(
+        "coverage",
+        help="the coverage ledger: each configured drill's last passing drill against its cadence",
+        description="Reads the history (reports_dir, or --reports); restores nothing. Exit 0 every configured "
+        "drill passed within its cadence (default 31 days), 1 one is overdue or never passed, 2 bad input.",
+    )
+    ledger.add_argument("--config", default=None, help=CONFIG_HELP)
+    ledger.add_argument("--reports", type=Path, default=None, help="the reports folder (default: reports_dir)")
+    ledger.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
     if "report" in sub.choices:
         sub.choices["report"].add_argument(
             "--merge",
@@ -111,6 +121,10 @@ def main(args: argparse.Namespace) -> int:
         return 0
     if args.command == "premigration":
         return premigration(args)
+    if args.command == "coverage":
+        from restoredrill.operate.ledger import coverage
+
+        return coverage(args.config, args.reports, args.json)
     if args.command == "report" and args.merge:
         return merge_report(args)
     raise AssertionError(f"unknown command {args.command}")
