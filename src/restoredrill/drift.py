@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from fnmatch import fnmatchcase
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg import sql
@@ -28,6 +28,9 @@ from restoredrill.checks import NotApplicable
 from restoredrill.config import Drift
 from restoredrill.evidence import CheckRecord, Shape
 from restoredrill.manifest import _USER_NAMESPACE, _ext
+
+if TYPE_CHECKING:
+    from restoredrill.report.history import Point
 
 # Names only, one (kind, name) row per object. Objects of extensions are left out (amcheck is installed by the
 # drill itself); `name on schema.table` for constraints and triggers, whose names are unique per table only.
@@ -122,7 +125,7 @@ def measure(conn: psycopg.Connection[Any]) -> Shape:
     )
 
 
-def last_passing(points: list[Any], run_id: str) -> Baseline | None:
+def last_passing(points: list[Point], run_id: str) -> Baseline | None:
     """The newest passing drill before this run that recorded a shape (history points of one drill key)."""
     for point in sorted(points, key=lambda p: (p.at, p.run_id), reverse=True):
         if point.run_id == run_id or point.verdict != "passed" or point.shape is None:
