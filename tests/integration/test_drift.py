@@ -1,6 +1,6 @@
 """Drift against the last passing drill, end to end through the CLI on real dumps WITHOUT a manifest (a dump made
-by another tool): a good drill records the baseline; a dump with a table emptied and an index dropped FAILS naming
-both, with both values; the next healthy dump passes against the last PASSING drill, not the failed one."""
+by another tool): a good drill records the baseline; a dump with a table emptied, an index and a constraint dropped
+FAILS naming each, with both values; the next healthy dump passes against the last PASSING drill, not the failed one."""
 
 from __future__ import annotations
 
@@ -29,8 +29,9 @@ def drift_of(record: dict) -> dict:
 
 
 def emptied_dump(drill: Drill, workdir: Path) -> tuple[Path, int]:
-    """The newest dump restored into a real PostgreSQL, `invoices` emptied and an index dropped, dumped again with
-    pg_dump -Fc as the next day's key, with no manifest or metadata (another tool's dump). Returns its invoices."""
+    """The newest dump restored into a real PostgreSQL, `invoices` emptied, an index and a constraint dropped, dumped
+    again with pg_dump -Fc as the next day's key, with no manifest or metadata (another tool's dump). Returns the
+    number of invoices it had."""
     newest = drill.newest()
     taken = datetime.strptime(KEY_TIME.search(newest.name).group(1), "%Y-%m-%dT%H-%M-%S").replace(tzinfo=UTC)  # type: ignore[union-attr]
     later = max(datetime.now(UTC).replace(microsecond=0), taken + timedelta(seconds=1))
@@ -48,6 +49,7 @@ def emptied_dump(drill: Drill, workdir: Path) -> tuple[Path, int]:
             invoices = conn.execute("SELECT count(*) FROM invoices").fetchone()[0]  # type: ignore[index]
             conn.execute("TRUNCATE invoices")
             conn.execute("DROP INDEX orders_created_at_idx")
+            conn.execute("ALTER TABLE orders DROP CONSTRAINT orders_amount_check")
         dump = [pgtools.client_tool("pg_dump", bindir), "-Fc", *common, "-f", str(target), "shop"]
         assert proc.run(dump, timeout=120, env=connection.env(), what="pg_dump").returncode == 0
     return target, int(invoices)
@@ -78,6 +80,7 @@ def test_a_table_emptied_in_a_dump_without_manifest_fails_against_the_last_good_
     assert failed["reason"].startswith(f"drift: lost since the last passing drill ({good['run_id']}"), failed["reason"]
     assert f"table public.invoices: {invoices} rows at the last passing drill, 0 now (-100%)" in detail
     assert "index public.orders_created_at_idx: present at the last passing drill, missing now" in detail
+    assert "constraint orders_amount_check on public.orders: present at the last passing drill, missing now" in detail
     assert "Traceback" not in second.output
     assert "public.invoices" in second.output  # the console line names the table
 
