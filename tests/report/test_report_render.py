@@ -217,6 +217,7 @@ def test_coverage_shows_the_months_of_the_audit_period_and_the_overdue_drill(tmp
     shop = opened.page.locator('#coverage tr.ledger[data-drill="shop / logical"]')
     assert shop.get_attribute("data-status") == "covered"
     assert shop.get_attribute("data-covered") == "4"
+    assert "2026-11-01\nthis run, cadence 31d" in shop.inner_text()  # the run's own pass counts
     covered = shop.locator('td[data-state="passed"]')
     assert [covered.nth(i).get_attribute("data-month") for i in range(covered.count())] == [
         "2026-08",

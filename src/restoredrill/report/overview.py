@@ -71,7 +71,9 @@ def coverage_rows(
     """The audit period (the 12 months to the run) and, per planned drill (else per drill of the run), its months."""
     months = audit_months(run_date)
     wanted = planned or sorted({PlannedDrill(d.record.database, d.record.layer, d.record.variant) for d in drills})
-    rows = ledger(wanted, history, cadence_s, run_date)
+    finished = [parse_time(d.record.finished_at) for d in drills]
+    as_of = max([run_date, *(moment for moment in finished if moment is not None)])  # this run's drills count
+    rows = ledger(wanted, history, cadence_s, as_of)
     return months, [CoverageRow(r, months_covered(history, r.drill, months)) for r in rows]
 
 
