@@ -5,7 +5,7 @@ its evidence. Adding a built-in check is three lines: the engine plans a check n
 `database_checks()` or `timing_checks`), and a test named `test_<name>` that takes `builtin` runs it on
 every drill that plans it (configured checks `<name>:<what>` get one item each):
 
-    def test_drift(builtin: BuiltinCheck) -> None:
+    def test_new_check(builtin: BuiltinCheck) -> None:
         \"\"\"What it proves, in one sentence a reviewer can hold the backup to.\"\"\"
         builtin.verify()
 
@@ -58,4 +58,12 @@ def test_freshness(builtin: BuiltinCheck) -> None:
 
 def test_sql(builtin: BuiltinCheck) -> None:
     """Each configured SQL query returns its expected value on the restored database."""
+    builtin.verify()
+
+
+def test_drift(builtin: BuiltinCheck) -> None:
+    """The restored database has the shape of the last passing drill of the same database, layer and variant:
+    no table lost more rows than `[drift]` allows, no schema, table, column, index, constraint, sequence, view or
+    function vanished, and the database did not shrink past its tolerance. Works without a manifest; the first
+    drill of a database records its baseline and says so (not applicable, never a pass)."""
     builtin.verify()

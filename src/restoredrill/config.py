@@ -204,12 +204,50 @@ class RdsSource(Strict):
 Layer = Literal["logical", "pgbackrest", "rds"]
 
 
+class DriftOverride(Strict):
+    """[databases.<name>.drift]: only the tolerances this database sets differently from [drift]."""
+
+    max_table_shrink: float | None = Field(None, ge=0, le=1)
+    small_table_rows: int | None = Field(None, ge=0)
+    max_size_shrink: float | None = Field(None, ge=0, le=1)
+    objects_may_vanish: bool | None = None
+    ignore: list[str] | None = None
+
+
+class Drift(Strict):
+    """[drift]: how far a restore may differ from the last passing drill of the same database, layer and variant."""
+
+    max_table_shrink: float = Field(
+        0.10, ge=0, le=1, description="share of its rows a table may lose since the last passing drill"
+    )
+    small_table_rows: int = Field(
+        100, ge=0, description="tables with fewer rows at the last passing drill fail only when emptied"
+    )
+    max_size_shrink: float = Field(0.5, ge=0, le=1, description="share of its size the database may lose")
+    objects_may_vanish: bool = Field(False, description="a schema, table, column, index, ... may disappear")
+    ignore: list[str] = Field(
+        [], description="names (fnmatch patterns) of tables and objects left out, e.g. a table truncated on purpose"
+    )
+
+
+class Coverage(Strict):
+    """[coverage]: every configured drill must have passed within its cadence, or `restoredrill coverage` fails."""
+
+    cadence: Seconds = Field(31 * 86400.0, gt=0, description="a passing drill at least this often, e.g. '31d'")
+
+
+class PartialCoverage(Strict):
+    cadence: Seconds | None = Field(None, gt=0)
+
+
 class Database(Strict):
     logical: LogicalSource | None = None
     pgbackrest: PgBackRestSource | None = None
     rds: RdsSource | None = None
     objectives: dict[Layer, PartialObjective] = {}
     checks: Checks = Checks()
+    drift: DriftOverride = DriftOverride()
+    coverage: PartialCoverage = PartialCoverage()
 
     @model_validator(mode="after")
     def _has_a_layer(self) -> Database:
@@ -242,6 +280,8 @@ class DrillConfig(Strict):
     notify_env: str | None = Field(None, description="env var holding a Slack-compatible webhook URL")
     notify_on: Literal["failure", "always"] = Field("failure", description="post on a non-green verdict, or always")
     disk_reserve_mb: int = Field(1024, ge=0, description="free space kept in the workdir beyond a restore's estimate")
+    drift: Drift = Drift()
+    coverage: Coverage = Coverage()
 
     @field_validator("databases")
     @classmethod
@@ -259,6 +299,16 @@ class DrillConfig(Strict):
             rpo=override.rpo if override.rpo is not None else base.rpo,  # type: ignore[union-attr]
             rto=override.rto if override.rto is not None else base.rto,  # type: ignore[union-attr]
         )
+
+    def drift_policy(self, database: str) -> Drift:
+        """[drift], with what [databases.<name>.drift] sets instead."""
+        override = self.databases[database].drift.model_dump(exclude_none=True)
+        return self.drift.model_copy(update=override)
+
+    def cadence(self, database: str) -> float:
+        """Seconds within which the database's drills must have passed (coverage ledger)."""
+        own = self.databases[database].coverage.cadence
+        return own if own is not None else self.coverage.cadence
 
     def databases_with(self, layer: Layer) -> list[str]:
         return [name for name, db in self.databases.items() if getattr(db, layer) is not None]

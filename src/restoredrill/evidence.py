@@ -111,6 +111,17 @@ class TargetInfo(BaseModel):
     image_digest: str | None = None
 
 
+class Shape(BaseModel):
+    """What the restored database looked like, for drift against the last passing drill: names and counts only,
+    never row content. Works without a manifest (dumps made by other tools)."""
+
+    database_size_bytes: int | None = None
+    rows: dict[str, int] = Field(default_factory=dict, description="exact count(*) per table, by qualified name")
+    objects: dict[str, list[str]] = Field(
+        default_factory=dict, description="per kind (schemas, tables, columns, indexes, ...): sorted object names"
+    )
+
+
 class DrillRecord(BaseModel):
     run_id: str
     database: str
@@ -137,6 +148,7 @@ class DrillRecord(BaseModel):
         default_factory=dict, description="pgBackRest: the set restored, where replay ended, and the server's words"
     )
     target_info: TargetInfo = Field(default_factory=TargetInfo)
+    shape: Shape | None = Field(None, description="the restored database's shape, measured by the drift check")
     notes: list[str] = Field(default_factory=list)
     refused: bool = Field(False, description="the drill did not start: its configuration or host is unfit (exit 2)")
     started_at: str = Field(default_factory=lambda: iso(utcnow()) or "")
@@ -205,6 +217,8 @@ def append_history(reports_dir: Path, record: DrillRecord) -> None:
         "rpo_s": record.rpo_s,
         "objectives": record.objectives.model_dump(),
         "finished_at": record.finished_at,
+        # drift compares the next drill with this one (names and counts only, never row content)
+        "shape": record.shape.model_dump() if record.shape is not None else None,
     }
     with (reports_dir / "history.jsonl").open("a", encoding="utf-8") as history:
         history.write(json.dumps(line) + "\n")

@@ -41,7 +41,7 @@ EXIT_CODES_HELP = """exit codes:
 LOST, FINDING, ARCHIVE, OBJECTIVE = 0, 1, 2, 3
 SEVERITY: dict[str, int] = {
     **dict.fromkeys(("restore", "toc_tables", "manifest_row_counts", "manifest_structure", "manifest_content"), LOST),
-    **dict.fromkeys(("min_rows", "matviews_populated"), LOST),
+    **dict.fromkeys(("min_rows", "matviews_populated", "drift"), LOST),
     **dict.fromkeys(("restore_errors", "amcheck"), ARCHIVE),
     **dict.fromkeys(("rpo_newest_age", "rpo_largest_gap", "rto"), OBJECTIVE),
 }

@@ -344,8 +344,9 @@ def test_databases_in_parallel_restore_once_each(drill: Drill) -> None:
     for path in records:
         record = json.loads(path.read_text())
         assert record["verdict"] == "passed"
-        # 12 built-in checks; the demo's own test (drills/test_shop.py) is the 13th of a database called shop
-        assert len(record["checks"]) == (13 if record["database"] == "shop" else 12), record["checks"]
+        # 13 built-in checks (drift records its baseline as not applicable on a first drill); the demo's own
+        # test (drills/test_shop.py) is the 14th of a database called shop
+        assert len(record["checks"]) == (14 if record["database"] == "shop" else 13), record["checks"]
         assert record["notes"] == []
     assert_clean(drill, result)
 
@@ -357,8 +358,8 @@ def test_selecting_some_checks_is_recorded_as_a_partial_drill(drill: Drill) -> N
     record = drill.record()
     assert [c["name"] for c in record["checks"]] == ["amcheck"]
     assert record["verdict"] == "partial"
-    assert len(record["left_out"]) == 12  # the restore, 10 other built-in checks and drills/test_shop.py's
-    assert record["reason"].startswith("partial drill: 12 of 13 checks did not run")
+    assert len(record["left_out"]) == 13  # the restore, 11 other built-in checks and drills/test_shop.py's
+    assert record["reason"].startswith("partial drill: 13 of 14 checks did not run")
 
 
 def test_healthy_dump_from_another_tool_passes_without_a_manifest(drill: Drill) -> None:

@@ -204,3 +204,30 @@ def test_the_report_redacts_what_a_record_leaked(tmp_path: Path) -> None:
         assert secret not in html
         assert secret not in built.manifest.read_text()
     assert "https://reader:***@s3.internal" in html
+
+
+def test_coverage_shows_the_months_of_the_audit_period_and_the_overdue_drill(tmp_path: Path, open_report) -> None:  # type: ignore[no-untyped-def]
+    monthly_history(tmp_path, ["shop"], 3, NOW)  # 2026-08, -09, -10
+    write(tmp_path, [healthy("shop", RUN, NOW)])
+    failed = stale("billing", run_id_at(NOW - timedelta(days=60), "old001"), NOW - timedelta(days=60))
+    write(tmp_path, [failed])  # billing ran in September, and failed: never passed
+    built = build_report(tmp_path, expected=[PlannedDrill("shop", "logical"), PlannedDrill("billing", "logical")])
+    opened = open_report(built.html)
+    assert "audit period 2025-12 to 2026-11" in opened.text("#coverage h2")
+    shop = opened.page.locator('#coverage tr.ledger[data-drill="shop / logical"]')
+    assert shop.get_attribute("data-status") == "covered"
+    assert shop.get_attribute("data-covered") == "4"
+    assert "2026-11-01\nthis run, cadence 31d" in shop.inner_text()  # the run's own pass counts
+    covered = shop.locator('td[data-state="passed"]')
+    assert [covered.nth(i).get_attribute("data-month") for i in range(covered.count())] == [
+        "2026-08",
+        "2026-09",
+        "2026-10",
+        "2026-11",
+    ]
+    assert shop.locator('td[data-month="2026-07"]').get_attribute("data-state") == "none"
+    billing = opened.page.locator('#coverage tr.ledger[data-drill="billing / logical"]')
+    assert billing.get_attribute("data-status") == "never"
+    assert "NEVER PASSED" in billing.inner_text()
+    assert billing.locator('td[data-month="2026-09"]').get_attribute("data-state") == "failed"
+    assert opened.external_requests == []

@@ -35,6 +35,8 @@ def test_workflow_plans_cells_drills_each_and_merges_one_report() -> None:
     (run,) = steps_running(drill, "restoredrill run")
     assert run["env"]["SELECT"] == "${{ matrix.select }}"
     assert '-k "$SELECT"' in run["run"]
+    (history,) = steps_running(drill, "history.jsonl")  # the drift baseline: the previous run's history
+    assert drill["steps"].index(history) < drill["steps"].index(run)
     uploads = [s for s in drill["steps"] if "upload-artifact" in s.get("uses", "")]
     assert uploads[0]["if"] == "always()"
     assert uploads[0]["with"]["name"] == "restore-drill-cell-${{ matrix.name }}"

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from restoredrill import checks as checks_mod
+from restoredrill import drift as drift_mod
 from restoredrill.checks import NotApplicable, Restored
 from restoredrill.config import DrillConfig, Layer
 from restoredrill.durations import format_duration
@@ -122,6 +123,18 @@ class Drill:
 
     def _timing(self, name: str) -> CheckRecord:
         raise NotImplementedError
+
+    def drift(self, db: Restored) -> CheckRecord:
+        """The `drift` check: measure the restored database's shape (row counts, object names, size; never row
+        content), keep it in the record (and so in the history), and compare it with the last passing drill of
+        the same database, layer and variant ([drift] tolerances). The first such drill raises NotApplicable,
+        saying its shape is recorded as the baseline. Needs no manifest."""
+        with db.connect() as conn:
+            self.record.shape = drift_mod.measure(conn)
+        key = (self.database, self.layer, self.record.variant)
+        baseline = drift_mod.find_baseline(self.config.reports_dir, key, self.record.run_id)
+        policy = self.config.drift_policy(self.database)
+        return drift_mod.drift_check(self.record.shape, baseline, policy, self.record.variant)
 
     def rto_check(self, what: str) -> CheckRecord:
         if self.record.rto_s is None:

@@ -243,7 +243,7 @@ class LogicalDrill(Drill):
 
     # ----- stage 2: checks, one test item each ---------------------------------------------------------
     def database_checks(self) -> dict[str, CheckFunction]:
-        return {**checks_mod.GENERIC, **checks_mod.configured_checks(self.db_config.checks)}
+        return {**checks_mod.GENERIC, "drift": self.drift, **checks_mod.configured_checks(self.db_config.checks)}
 
     def restore_outcome(self) -> CheckRecord:
         """A database came up, but pg_restore exiting non-zero means the restore itself failed."""

@@ -445,6 +445,7 @@ class PhysicalDrill(Drill):
         }
         if self.kind == "latest" and self.source.ledger is not None:
             found["ledger_pitr"] = lambda db: self._ledger_check(db)
+        found["drift"] = self.drift
         found["amcheck"] = checks_mod.amcheck
         found["sequences"] = checks_mod.sequences
         return {**found, **checks_mod.configured_checks(self.db_config.checks)}

@@ -251,6 +251,7 @@ class RdsDrill(Drill):
     # ----- stage 2 -----------------------------------------------------------------------------------
     def database_checks(self) -> dict[str, CheckFunction]:
         return {
+            "drift": self.drift,
             "amcheck": checks_mod.amcheck,
             "sequences": checks_mod.sequences,
             **checks_mod.configured_checks(self.db_config.checks),

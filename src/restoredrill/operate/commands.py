@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-COMMANDS = ("list", "doctor", "matrix", "premigration")
+COMMANDS = ("list", "doctor", "matrix", "premigration", "coverage")
 PREMIGRATION_EPILOG = (
     "example: restoredrill premigration --database shop --max-backup-age 1h "
     "--rehearse 'alembic upgrade head'   (the command sees PG* and DATABASE_URL of the restored copy only)"
@@ -19,16 +19,23 @@ PREMIGRATION_EPILOG = (
 CONFIG_HELP = "drills.toml (default $RESTOREDRILL_CONFIG or ./drills.toml)"
 
 
+def _table_command(sub: Any, name: str, summary: str, description: str) -> Any:
+    """A read-only command printing a table (or JSON) from a configuration."""
+    parser = sub.add_parser(name, help=summary, description=description)
+    parser.add_argument("--config", default=None, help=CONFIG_HELP)
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    return parser
+
+
 def add_parsers(sub: Any) -> None:
-    listing = sub.add_parser(
+    listing = _table_command(
+        sub,
         "list",
-        help="the newest backups per database and layer, their age against the RPO and the restore window",
-        description="Read-only: lists each layer's backups with the drills' own discovery; restores nothing. "
+        "the newest backups per database and layer, their age against the RPO and the restore window",
+        "Read-only: lists each layer's backups with the drills' own discovery; restores nothing. "
         "Exit 0 every layer is within its RPO, 1 a backup is stale or missing, 3 a layer could not be read.",
     )
-    listing.add_argument("--config", default=None, help=CONFIG_HELP)
     listing.add_argument("--database", action="append", default=None, help="only this database (repeatable)")
-    listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
     doctor = sub.add_parser(
         "doctor",
@@ -67,6 +74,15 @@ def add_parsers(sub: Any) -> None:
         default=os.environ.get("RESTOREDRILL_SOURCE_DSN"),
         help="connection string of the database to back up ($RESTOREDRILL_SOURCE_DSN); never the rehearsal's target",
     )
+
+    ledger = _table_command(
+        sub,
+        "coverage",
+        "the coverage ledger: each configured drill's last passing drill against its cadence",
+        "Reads the history (reports_dir, or --reports); restores nothing. Exit 0 every configured "
+        "drill passed within its cadence (default 31 days), 1 one is overdue or never passed, 2 bad input.",
+    )
+    ledger.add_argument("--reports", type=Path, default=None, help="the reports folder (default: reports_dir)")
 
     if "report" in sub.choices:
         sub.choices["report"].add_argument(
@@ -111,6 +127,10 @@ def main(args: argparse.Namespace) -> int:
         return 0
     if args.command == "premigration":
         return premigration(args)
+    if args.command == "coverage":
+        from restoredrill.operate.ledger import coverage
+
+        return coverage(args.config, args.reports, args.json)
     if args.command == "report" and args.merge:
         return merge_report(args)
     raise AssertionError(f"unknown command {args.command}")

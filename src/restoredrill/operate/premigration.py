@@ -48,6 +48,7 @@ BACKUP_CHECKS = {
     "archive_mode_off",
     "replay_proof",
     "ledger_pitr",
+    "drift",
 }
 STDERR_LINES = 20
 

@@ -74,6 +74,24 @@ def report_base(reports_dir: Path, run_id: str) -> str:
     return base
 
 
+def _cadences(config_file: Path | None) -> dict[str, Any]:
+    """The coverage cadences of the configuration, when it can be read; else the report uses the default."""
+    from restoredrill.config import load_config
+    from restoredrill.errors import ConfigError
+
+    if config_file is None:
+        return {}
+    try:
+        config = load_config(config_file)
+    except ConfigError:
+        return {}
+    known = set(config.databases)
+    return {
+        "cadence_s": lambda db: config.cadence(db) if db in known else config.coverage.cadence,
+        "cadence_source": f"the cadences of {config_file.name}",
+    }
+
+
 def build_report(
     reports_dir: Path,
     *,
@@ -118,6 +136,7 @@ def build_report(
         integrity=[(p.relative_to(reports_dir).as_posix(), sha256_file(p), p.stat().st_size) for p in covered],
         signing=signing,
         manifest_name=f"{base}{MANIFEST_SUFFIX}",
+        **_cadences(config_file),
     )
     html_path = reports_dir / f"{base}.html"
     html_path.write_text(render(view), encoding="utf-8")

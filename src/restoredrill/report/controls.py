@@ -58,7 +58,7 @@ CONTROLS = (
         "accordance with the agreed topic-specific policy on backup.",
         "Which backup copy was tested (id, time, size, location, SHA-256), that it restored, every check "
         "run on the restored data, and how regularly the tests ran.",
-        (("drills", "Drill details"), ("trends", "Trends")),
+        (("drills", "Drill details"), ("trends", "Trends"), ("coverage", "Coverage")),
         regular=True,
         covers="backup",
     ),

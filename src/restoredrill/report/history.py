@@ -5,7 +5,7 @@ between runs) for runs whose records are gone."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -23,6 +23,8 @@ class Point:
     rpo_s: float | None
     rto_objective_s: float | None
     rpo_objective_s: float | None
+    # the restored database's shape (names and counts), kept for drift against the next drill
+    shape: dict[str, object] | None = field(default=None, compare=False, hash=False)
 
     @property
     def month(self) -> str:
@@ -72,6 +74,7 @@ def _point(line: dict[str, object]) -> tuple[Key, Point] | None:
         rpo_s=_number(line.get("rpo_s")),
         rto_objective_s=_number(objectives.get("rto_s")),
         rpo_objective_s=_number(objectives.get("rpo_s")),
+        shape=shape if isinstance(shape := line.get("shape"), dict) else None,
     )
 
 
@@ -93,6 +96,7 @@ def record_point(record: DrillRecord) -> Point:
         rpo_s=record.rpo_s,
         rto_objective_s=record.objectives.rto_s,
         rpo_objective_s=record.objectives.rpo_s,
+        shape=record.shape.model_dump() if record.shape is not None else None,
     )
 
 

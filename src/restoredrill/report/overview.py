@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from restoredrill import __version__
+from restoredrill.config import Coverage
+from restoredrill.coverage import LedgerRow, MonthState, audit_months, ledger, months_covered
 from restoredrill.durations import format_duration
 from restoredrill.report.context import RunContext
 from restoredrill.report.controls import (
@@ -46,6 +49,38 @@ class ControlRow:
         return "; ".join(f"{s.label}: {s.word} ({s.text})" for s in self.layers)
 
 
+@dataclass(frozen=True)
+class CoverageRow:
+    """One planned drill over the audit period: which months had a passing drill, and its ledger status."""
+
+    row: LedgerRow
+    months: dict[str, MonthState]
+
+    @property
+    def covered(self) -> int:
+        return sum(1 for state in self.months.values() if state == "passed")
+
+
+def coverage_rows(
+    planned: list[PlannedDrill],
+    drills: list[DrillView],
+    history: History,
+    run_date: datetime,
+    cadence_s: Callable[[str], float],
+) -> tuple[list[str], list[CoverageRow]]:
+    """The audit period (the 12 months to the run) and, per planned drill (else per drill of the run), its months."""
+    months = audit_months(run_date)
+    wanted = planned or sorted({PlannedDrill(d.record.database, d.record.layer, d.record.variant) for d in drills})
+    finished = [parse_time(d.record.finished_at) for d in drills]
+    as_of = max([run_date, *(moment for moment in finished if moment is not None)])  # this run's drills count
+    rows = ledger(wanted, history, cadence_s, as_of)
+    return months, [CoverageRow(r, months_covered(history, r.drill, months)) for r in rows]
+
+
+def default_cadence(_database: str) -> float:
+    return Coverage().cadence
+
+
 @dataclass
 class ReportView:
     title: str
@@ -68,6 +103,9 @@ class ReportView:
     signing: str
     manifest_name: str
     failures: list[DrillView] = field(default_factory=list)
+    audit_months: list[str] = field(default_factory=list)
+    coverage: list[CoverageRow] = field(default_factory=list)
+    cadence_source: str = ""
     generator: str = f"restoredrill {__version__}"
 
     @property
@@ -216,11 +254,14 @@ def report_view(
     integrity: list[tuple[str, str, int]],
     signing: str,
     manifest_name: str,
+    cadence_s: Callable[[str], float] = default_cadence,
+    cadence_source: str = "the default cadence (31 days)",
 ) -> ReportView:
     judged = judge([d.record for d in drills], planned)
     run_date = parse_time(None, context.run_id) or parse_time(generated_at)
     assert run_date is not None
     databases, layers, cells = matrix(drills, planned or [])
+    months, coverage = coverage_rows(planned or [], drills, history, run_date, cadence_s)
     return ReportView(
         title=f"Restore drill report, {run_date.day} {run_date:%B %Y}",
         run_id=context.run_id,
@@ -242,4 +283,7 @@ def report_view(
         signing=signing,
         manifest_name=manifest_name,
         failures=[d for d in drills if d.verdict not in ("passed", "partial")],
+        audit_months=months,
+        coverage=coverage,
+        cadence_source=cadence_source,
     )
