@@ -88,6 +88,17 @@ class TargetInfo(BaseModel):
     image_digest: str | None = None
 
 
+class StorageCost(BaseModel):
+    """One layer's stored backups of one database and their monthly cost (restoredrill.cost)."""
+
+    storage: str = Field(description='where they live: "S3 Standard", "block volume (EBS gp3)", ...')
+    size_bytes: int
+    basis: str = Field(description="what was measured, in one sentence")
+    price_gb_month: float
+    currency: str
+    monthly: float
+
+
 class DrillRecord(BaseModel):
     run_id: str
     database: str
@@ -114,6 +125,7 @@ class DrillRecord(BaseModel):
         default_factory=dict, description="pgBackRest: the set restored, where replay ended, and the server's words"
     )
     target_info: TargetInfo = Field(default_factory=TargetInfo)
+    storage: StorageCost | None = Field(None, description="the layer's stored backups and their monthly cost")
     notes: list[str] = Field(default_factory=list)
     refused: bool = Field(False, description="the drill did not start: its configuration or host is unfit (exit 2)")
     started_at: str = Field(default_factory=lambda: iso(utcnow()) or "")

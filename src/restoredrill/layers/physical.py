@@ -24,12 +24,13 @@ import psycopg
 from psycopg import sql
 
 from restoredrill import checks as checks_mod
-from restoredrill import pgtools, proc
+from restoredrill import cost, pgtools, proc
 from restoredrill.checks import Restored
 from restoredrill.config import DrillConfig, PgBackRestSource
 from restoredrill.durations import format_duration, parse_duration
 from restoredrill.errors import BackupDefect, ConfigError, CouldNotVerify, RestoreDrillError
-from restoredrill.evidence import CheckRecord, iso, utcnow
+from restoredrill.evidence import CheckRecord, iso, load_records, utcnow
+from restoredrill.layers import pgbackrest_policy
 from restoredrill.layers.base import CheckFunction, Drill, Log
 from restoredrill.layers.pgbackrest_errors import classify, error_text
 from restoredrill.layers.pgbackrest_repo import BackupSet, PgBackRest, StanzaInfo, restored_set
@@ -158,7 +159,9 @@ class PhysicalDrill(Drill):
         self.record.variant = kind
         # Checks of the repository itself (not of the restored copy) run even when the restore failed.
         repository = ("rpo_newest_wal", "wal_continuity", "pgbackrest_verify") if kind == "latest" else ()
-        self.timing_checks = ("rto", *repository)
+        self.policy = config.pgbackrest_policy(database)
+        policy_checks = pgbackrest_policy.plan(self.policy) if kind == "latest" else ()
+        self.timing_checks = ("rto", *repository, *policy_checks)
         self.repo: PgBackRest | None = None
         self.info: StanzaInfo | None = None
         self.instance: RecoveredInstance | None = None
@@ -214,6 +217,7 @@ class PhysicalDrill(Drill):
         self.record.backup_sets = [b.evidence() for b in info.backups]
         if info.archive_id:
             info.wal = repo.archived_wal(info.archive_id)
+        self._measure_storage(info)
         newest_wal = info.newest_wal
         if newest_wal is None:
             raise BackupDefect(f"stanza '{info.stanza}' has no archived WAL: no backup can be recovered")
@@ -467,6 +471,11 @@ class PhysicalDrill(Drill):
                 return self._verify_check()
             except RestoreDrillError as exc:
                 return CheckRecord(name=name, outcome="error", detail=f"pgbackrest verify could not run: {exc}")
+        if name.startswith("policy_"):
+            try:
+                return self._policy_check(name)
+            except RestoreDrillError as exc:
+                return CheckRecord(name=name, outcome="error", detail=f"could not verify: {exc}")
         age, allowed = self.record.rpo_s, self.objective.rpo
         return CheckRecord(
             name=name,
@@ -474,6 +483,56 @@ class PhysicalDrill(Drill):
             detail=f"newest archived WAL {self.record.rpo_detail.get('newest_wal')} is {format_duration(age)} old "
             f"(RPO {format_duration(allowed)})" + ("" if age <= allowed else ": WAL archiving has stalled"),
         )
+
+    def _settings(self) -> tuple[dict[str, str], str]:
+        return pgbackrest_policy.read_settings(self.source.config, self.source.stanza, self.source.options)
+
+    def _measure_storage(self, info: StanzaInfo) -> None:
+        """The repository's size (each set's own files and the WAL) priced for the report's cost table."""
+        try:
+            repo_type = self._settings()[0].get("repo1-type", "posix")
+        except ConfigError as exc:
+            repo_type = "posix"
+            self.record.notes.append(f"repository type unknown, priced as a volume: {exc}")
+        own = [b.repo_delta_bytes if b.repo_delta_bytes is not None else b.repo_size_bytes for b in info.backups]
+        wal = sum(w.size_bytes for w in info.wal)
+        self.record.storage = cost.pgbackrest_storage(repo_type, own, wal, self.config.cost)
+
+    def _policy_check(self, name: str) -> CheckRecord:
+        """The repository against the policy: settings read from the stanza's config, ages and cipher from info."""
+        policy, info = self.policy, self.info
+        assert policy is not None
+        assert info is not None
+        if name == "policy_retention":
+            return pgbackrest_policy.retention(*self._settings(), policy)
+        if name == "policy_full_age":
+            assert policy.full_max_age is not None
+            return pgbackrest_policy.newest_age(info, utcnow(), ("full",), policy.full_max_age, name)
+        if name == "policy_diff_age":
+            assert policy.diff_max_age is not None
+            return pgbackrest_policy.newest_age(info, utcnow(), ("full", "diff"), policy.diff_max_age, name)
+        if name == "policy_encryption":
+            return pgbackrest_policy.encryption(info)
+        assert policy.source_dsn_env is not None
+        record, failed = pgbackrest_policy.archive_health(
+            policy.source_dsn_env, self.objective.rpo, self._previous_failed_count()
+        )
+        self.record.rpo_detail["archiver_failed_count"] = failed
+        return record
+
+    def _previous_failed_count(self) -> int | None:
+        """pg_stat_archiver.failed_count the last drill of this database saw (its evidence), if any."""
+        with contextlib.suppress(Exception):
+            earlier = [
+                r
+                for r in load_records(self.config.reports_dir)
+                if r.database == self.database and r.layer == self.layer and r.run_id != self.record.run_id
+            ]
+            for record in sorted(earlier, key=lambda r: r.started_at, reverse=True):
+                seen = record.rpo_detail.get("archiver_failed_count")
+                if seen is not None:
+                    return int(seen)
+        return None
 
     def _recovery_check(self) -> CheckRecord:
         """Recovery reached its target, proven by LSN and by the server's own log lines."""
