@@ -167,3 +167,19 @@ def test_monthly_cost_from_measured_sizes() -> None:
     assert repo.monthly == round(3 * 0.088, 4)
     rds = cost.rds_storage([{"AllocatedStorage": 20}, {"AllocatedStorage": 20}], prices)
     assert (rds.size_bytes, rds.monthly) == (40 * cost.GIB, round(40 * 0.095, 4))
+
+
+def test_rds_audit_takes_the_global_policy_and_the_database_overrides_it() -> None:
+    data = {
+        "objectives": {"rds": {"rpo": "10m", "rto": "1h"}},
+        "policy": {"rds": {"retention_days": 14, "production": False}},
+        "databases": {
+            "a": {"rds": {"source_instance": "a"}},
+            "b": {"rds": {"source_instance": "b", "policy": {"retention_days": 35}}},
+        },
+    }
+    config = parse_config(data)
+    assert (config.rds_policy("a").retention_days, config.rds_policy("a").production) == (14, False)
+    assert (config.rds_policy("b").retention_days, config.rds_policy("b").production) == (35, False)
+    del data["policy"]
+    assert parse_config(data).rds_policy("a").production is True  # no table: the strategy's defaults
