@@ -7,16 +7,21 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+import psycopg
 import pytest
 
+from restoredrill import pgtools
 from restoredrill.config import PgBackRestPolicy
+from restoredrill.evidence import new_run_id
 from restoredrill.layers import pgbackrest_policy
 from restoredrill.layers.pgbackrest_repo import PgBackRest
 from restoredrill.proc import RunAs
+from restoredrill.targets.local import LocalInstance
 from tests.conftest import run_cli, traversable_tempdir, tree_digest
 from tests.pgbackrest_support import Repo, drill_config
 
@@ -86,3 +91,45 @@ def test_retention_below_policy_fails_the_drill_naming_it(scenario: tuple[Path, 
     wal = sum(p.stat().st_size for p in repo.segments())
     assert storage["size_bytes"] > wal > 0
     assert "Traceback" not in result.output
+
+
+def _wait_for(conn: psycopg.Connection, sql: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not conn.execute(sql).fetchone()[0]:  # type: ignore[index]
+        assert time.monotonic() < deadline, f"timed out waiting for: {sql}"
+        time.sleep(0.1)
+
+
+def test_archive_health_on_a_real_source(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A source that archives passes; once its archive_command fails, the check fails naming the failed
+    segment and the failed_count that rose since the last drill. The connection is read-only."""
+    bindir = pgtools.bindir_for(max(pgtools.available_bindirs()))
+    settings = {"wal_level": "replica", "archive_mode": "on", "archive_command": "'true'"}
+    with LocalInstance(bindir, run_id=new_run_id(), settings=settings, label="archiver-source") as source:
+        assert source.connection is not None
+        monkeypatch.setenv(
+            "SOURCE_DSN", source.connection.conninfo("postgres") + f" password={source.connection.password}"
+        )
+        with source.connection.connect("postgres") as conn:
+            conn.execute("CREATE TABLE t AS SELECT 1 AS i")
+            conn.execute("SELECT pg_switch_wal()")
+            _wait_for(conn, "SELECT archived_count > 0 FROM pg_stat_archiver")
+            healthy, failed_before = pgbackrest_policy.archive_health("SOURCE_DSN", 3600, None)
+            assert healthy.outcome == "passed", healthy.detail
+            assert "failed_count 0" in healthy.detail
+            conn.execute("ALTER SYSTEM SET archive_command = 'false'")
+            conn.execute("SELECT pg_reload_conf()")
+            time.sleep(0.3)
+            conn.execute("INSERT INTO t VALUES (2)")
+            conn.execute("SELECT pg_switch_wal()")
+            _wait_for(conn, "SELECT failed_count > 0 FROM pg_stat_archiver")
+        broken, failed_now = pgbackrest_policy.archive_health("SOURCE_DSN", 3600, failed_before)
+        assert broken.outcome == "failed"
+        assert "archiving is failing:" in broken.detail
+        assert f"failed_count rose from 0 to {failed_now}" in broken.detail
+        stale, _ = pgbackrest_policy.archive_health("SOURCE_DSN", 0, None)
+        assert "the last archived WAL" in stale.detail
+    monkeypatch.setenv("SOURCE_DSN", "host=127.0.0.1 port=1 connect_timeout=2")
+    refused, _ = pgbackrest_policy.archive_health("SOURCE_DSN", 3600, None)
+    assert refused.outcome == "error"
+    assert refused.detail.startswith("could not verify: the source refused")
