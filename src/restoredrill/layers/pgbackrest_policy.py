@@ -10,18 +10,19 @@ a read-only connection.
 from __future__ import annotations
 
 import configparser
+import contextlib
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from pathlib import Path
 
 import psycopg
 
-from restoredrill import proc
-from restoredrill.config import PgBackRestPolicy
+from restoredrill import cost, proc
+from restoredrill.config import CostPrices, PgBackRestPolicy, PgBackRestSource
 from restoredrill.durations import format_duration
-from restoredrill.errors import ConfigError
-from restoredrill.evidence import CheckRecord, iso
+from restoredrill.errors import ConfigError, RestoreDrillError
+from restoredrill.evidence import CheckRecord, StorageCost, iso, load_records, utcnow
 from restoredrill.layers.pgbackrest_repo import StanzaInfo
 
 # The only settings read: a config file also holds the cipher passphrase, which is never looked at.
@@ -215,3 +216,57 @@ def archive_health(dsn_env: str, rpo_s: float, previous_failed: int | None) -> t
             name=name, outcome="failed", detail="; ".join(problems) + f" ({seen})", sql=ARCHIVER_SQL
         ), failed
     return CheckRecord(name=name, outcome="passed", detail=seen, sql=ARCHIVER_SQL), failed
+
+
+def check(
+    name: str,
+    policy: PgBackRestPolicy,
+    source: PgBackRestSource,
+    info: StanzaInfo,
+    rpo_s: float,
+    previous_failed: Callable[[], int | None],
+) -> tuple[CheckRecord, int | None]:
+    """One policy check of the `latest` drill, and the failed_count pg_stat_archiver showed (archive health).
+
+    A setting or source that cannot be read is could-not-verify (an error), never a pass."""
+    try:
+        if name == "policy_retention":
+            return retention(*read_settings(source.config, source.stanza, source.options), policy), None
+        if name in ("policy_full_age", "policy_diff_age"):
+            full = name == "policy_full_age"
+            allowed = policy.full_max_age if full else policy.diff_max_age
+            assert allowed is not None  # plan() lists the check only when the policy sets it
+            return newest_age(info, utcnow(), ("full",) if full else ("full", "diff"), allowed, name), None
+        if name == "policy_encryption":
+            return encryption(info), None
+        assert policy.source_dsn_env is not None
+        return archive_health(policy.source_dsn_env, rpo_s, previous_failed())
+    except RestoreDrillError as exc:
+        return CheckRecord(name=name, outcome="error", detail=f"could not verify: {exc}"), None
+
+
+def previous_failed_count(reports_dir: Path, database: str, run_id: str) -> int | None:
+    """pg_stat_archiver.failed_count the newest earlier pgBackRest drill of this database saw, if recorded."""
+    with contextlib.suppress(Exception):  # unreadable history: no comparison, the other rules still apply
+        earlier = [
+            r
+            for r in load_records(reports_dir)
+            if r.database == database and r.layer == "pgbackrest" and r.run_id != run_id
+        ]
+        for record in sorted(earlier, key=lambda r: r.started_at, reverse=True):
+            seen = record.rpo_detail.get("archiver_failed_count")
+            if seen is not None:
+                return int(seen)
+    return None
+
+
+def repository_cost(source: PgBackRestSource, info: StanzaInfo, prices: CostPrices) -> tuple[StorageCost, list[str]]:
+    """The repository's size (each set's own files, and the WAL) priced by its repo1-type; notes if unknown."""
+    notes = []
+    try:
+        repo_type = read_settings(source.config, source.stanza, source.options)[0].get("repo1-type", "posix")
+    except ConfigError as exc:
+        repo_type = "posix"
+        notes.append(f"repository type unknown, priced as a volume: {exc}")
+    own = [b.repo_delta_bytes if b.repo_delta_bytes is not None else b.repo_size_bytes for b in info.backups]
+    return cost.pgbackrest_storage(repo_type, own, sum(w.size_bytes for w in info.wal), prices), notes

@@ -24,12 +24,12 @@ import psycopg
 from psycopg import sql
 
 from restoredrill import checks as checks_mod
-from restoredrill import cost, pgtools, proc
+from restoredrill import pgtools, proc
 from restoredrill.checks import Restored
 from restoredrill.config import DrillConfig, PgBackRestSource
 from restoredrill.durations import format_duration, parse_duration
 from restoredrill.errors import BackupDefect, ConfigError, CouldNotVerify, RestoreDrillError
-from restoredrill.evidence import CheckRecord, iso, load_records, utcnow
+from restoredrill.evidence import CheckRecord, iso, utcnow
 from restoredrill.layers import pgbackrest_policy
 from restoredrill.layers.base import CheckFunction, Drill, Log
 from restoredrill.layers.pgbackrest_errors import classify, error_text
@@ -217,7 +217,8 @@ class PhysicalDrill(Drill):
         self.record.backup_sets = [b.evidence() for b in info.backups]
         if info.archive_id:
             info.wal = repo.archived_wal(info.archive_id)
-        self._measure_storage(info)
+        self.record.storage, unknown = pgbackrest_policy.repository_cost(self.source, info, self.config.cost)
+        self.record.notes.extend(unknown)
         newest_wal = info.newest_wal
         if newest_wal is None:
             raise BackupDefect(f"stanza '{info.stanza}' has no archived WAL: no backup can be recovered")
@@ -472,10 +473,7 @@ class PhysicalDrill(Drill):
             except RestoreDrillError as exc:
                 return CheckRecord(name=name, outcome="error", detail=f"pgbackrest verify could not run: {exc}")
         if name.startswith("policy_"):
-            try:
-                return self._policy_check(name)
-            except RestoreDrillError as exc:
-                return CheckRecord(name=name, outcome="error", detail=f"could not verify: {exc}")
+            return self._policy_check(name)
         age, allowed = self.record.rpo_s, self.objective.rpo
         return CheckRecord(
             name=name,
@@ -484,55 +482,22 @@ class PhysicalDrill(Drill):
             f"(RPO {format_duration(allowed)})" + ("" if age <= allowed else ": WAL archiving has stalled"),
         )
 
-    def _settings(self) -> tuple[dict[str, str], str]:
-        return pgbackrest_policy.read_settings(self.source.config, self.source.stanza, self.source.options)
-
-    def _measure_storage(self, info: StanzaInfo) -> None:
-        """The repository's size (each set's own files and the WAL) priced for the report's cost table."""
-        try:
-            repo_type = self._settings()[0].get("repo1-type", "posix")
-        except ConfigError as exc:
-            repo_type = "posix"
-            self.record.notes.append(f"repository type unknown, priced as a volume: {exc}")
-        own = [b.repo_delta_bytes if b.repo_delta_bytes is not None else b.repo_size_bytes for b in info.backups]
-        wal = sum(w.size_bytes for w in info.wal)
-        self.record.storage = cost.pgbackrest_storage(repo_type, own, wal, self.config.cost)
-
     def _policy_check(self, name: str) -> CheckRecord:
-        """The repository against the policy: settings read from the stanza's config, ages and cipher from info."""
-        policy, info = self.policy, self.info
-        assert policy is not None
-        assert info is not None
-        if name == "policy_retention":
-            return pgbackrest_policy.retention(*self._settings(), policy)
-        if name == "policy_full_age":
-            assert policy.full_max_age is not None
-            return pgbackrest_policy.newest_age(info, utcnow(), ("full",), policy.full_max_age, name)
-        if name == "policy_diff_age":
-            assert policy.diff_max_age is not None
-            return pgbackrest_policy.newest_age(info, utcnow(), ("full", "diff"), policy.diff_max_age, name)
-        if name == "policy_encryption":
-            return pgbackrest_policy.encryption(info)
-        assert policy.source_dsn_env is not None
-        record, failed = pgbackrest_policy.archive_health(
-            policy.source_dsn_env, self.objective.rpo, self._previous_failed_count()
+        """The repository against the policy (pgbackrest_policy); pg_stat_archiver's count kept for the next run."""
+        assert self.policy is not None
+        assert self.info is not None
+        reports, database, run_id = self.config.reports_dir, self.database, self.record.run_id
+        record, failed = pgbackrest_policy.check(
+            name,
+            self.policy,
+            self.source,
+            self.info,
+            self.objective.rpo,
+            lambda: pgbackrest_policy.previous_failed_count(reports, database, run_id),
         )
-        self.record.rpo_detail["archiver_failed_count"] = failed
+        if failed is not None:
+            self.record.rpo_detail["archiver_failed_count"] = failed
         return record
-
-    def _previous_failed_count(self) -> int | None:
-        """pg_stat_archiver.failed_count the last drill of this database saw (its evidence), if any."""
-        with contextlib.suppress(Exception):
-            earlier = [
-                r
-                for r in load_records(self.config.reports_dir)
-                if r.database == self.database and r.layer == self.layer and r.run_id != self.record.run_id
-            ]
-            for record in sorted(earlier, key=lambda r: r.started_at, reverse=True):
-                seen = record.rpo_detail.get("archiver_failed_count")
-                if seen is not None:
-                    return int(seen)
-        return None
 
     def _recovery_check(self) -> CheckRecord:
         """Recovery reached its target, proven by LSN and by the server's own log lines."""
