@@ -6,9 +6,7 @@ requires a cipher; what meets the policy passes. The repository is byte-for-byte
 from __future__ import annotations
 
 import json
-import shutil
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -22,17 +20,10 @@ from restoredrill.layers import pgbackrest_policy
 from restoredrill.layers.pgbackrest_repo import PgBackRest
 from restoredrill.proc import RunAs
 from restoredrill.targets.local import LocalInstance
-from tests.conftest import run_cli, traversable_tempdir, tree_digest
+from tests.conftest import run_cli, tree_digest
 from tests.pgbackrest_support import Repo, drill_config
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("pgbackrest-plain")]
-
-
-@pytest.fixture
-def scenario(pgbackrest_template: Repo) -> Iterator[tuple[Path, Repo]]:
-    root = traversable_tempdir("rd-pgbr-policy-")
-    yield root, pgbackrest_template.clone(root)
-    shutil.rmtree(root, ignore_errors=True)
 
 
 def test_settings_and_info_of_a_real_repository(scenario: tuple[Path, Repo]) -> None:
