@@ -17,9 +17,9 @@ from pathlib import Path
 from restoredrill import checks as checks_mod
 from restoredrill import cost, pgtools, proc
 from restoredrill.checks import Restored
-from restoredrill.config import DrillConfig, LogicalPolicy
+from restoredrill.config import DrillConfig
 from restoredrill.durations import format_duration
-from restoredrill.errors import BackupDefect, CouldNotVerify, RestoreDrillError
+from restoredrill.errors import BackupDefect, CouldNotVerify
 from restoredrill.evidence import CheckRecord, iso, utcnow
 from restoredrill.layers import logical_policy
 from restoredrill.layers import logical_records as records
@@ -27,7 +27,7 @@ from restoredrill.layers.base import CheckFunction, Drill, Log
 from restoredrill.layers.logical_keys import DumpKey, dumps_of, recovery_point
 from restoredrill.manifest import Manifest
 from restoredrill.operate import preflight, progress
-from restoredrill.stores import S3Store, Store, StoredObject, open_store
+from restoredrill.stores import Store, StoredObject, open_store
 from restoredrill.targets.choice import check_container, container_instance, newest_bindir, wants_container
 from restoredrill.targets.container import ContainerInstance
 from restoredrill.targets.local import MARKER, PREFIX, LocalInstance, remove_marked_folder, workdir_base
@@ -319,28 +319,10 @@ class LogicalDrill(Drill):
 
     def _policy_check(self, name: str) -> CheckRecord:
         """The store against the policy, from the listing made at discovery (and head_object for S3)."""
-        policy, store = self.policy, self.store
-        if policy is None or store is None or not self.dumps:
+        if self.policy is None or self.store is None or not self.dumps:
             return self._not_run(name)
-        try:
-            return self._policy_finding(name, policy, store)
-        except RestoreDrillError as exc:  # S3 refused a read: the policy is not proven, never passed
-            return CheckRecord(name=name, outcome="error", detail=f"could not verify: {exc}")
-
-    def _policy_finding(self, name: str, policy: LogicalPolicy, store: Store) -> CheckRecord:
-        now, window = self.listed_at, self.source.retention_days
-        if name == "policy_daily_dumps":
-            return logical_policy.daily_dumps(self.dumps, now, window, self.objective.rpo)
-        if name == "policy_pruning":
-            return logical_policy.pruning(self.dumps, now, window, policy.grace_days)
-        assert isinstance(store, S3Store)  # the plan lists S3-only checks for S3 sources only
-        if name == "policy_encryption":
-            listed = {o.key for o in self.objects}
-            keys = [k for d in self.dumps for k in (d.key, d.manifest_key) if k in listed]
-            return logical_policy.encryption(store, keys, policy.kms_key_id)
-        if name == "policy_bucket_versioning":
-            return logical_policy.versioning(store)
-        return logical_policy.object_lock(store)
+        listing = logical_policy.Listing(self.store, self.dumps, self.objects, self.listed_at)
+        return logical_policy.check(name, self.policy, listing, self.source.retention_days, self.objective.rpo)
 
     # ----- stage 3: cleanup -------------------------------------------------------------------------------
     def _cleanup(self) -> None:

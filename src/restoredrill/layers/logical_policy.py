@@ -11,9 +11,10 @@ from datetime import datetime, timedelta
 
 from restoredrill.config import LogicalPolicy
 from restoredrill.durations import format_duration
+from restoredrill.errors import RestoreDrillError
 from restoredrill.evidence import CheckRecord, iso
 from restoredrill.layers.logical_keys import DumpKey
-from restoredrill.stores import S3Store
+from restoredrill.stores import S3Store, Store, StoredObject
 
 SHOWN = 5  # names quoted in a finding; the count says how many more
 
@@ -50,6 +51,36 @@ def plan(policy: LogicalPolicy | None, source: str) -> Plan:
         if name in S3_ONLY
     )
     return Plan(tuple(n for n in names if n not in S3_ONLY), skipped)
+
+
+@dataclass(frozen=True)
+class Listing:
+    """What the drill's discovery saw: the store, this database's dumps, every object under the prefix, when."""
+
+    store: Store
+    dumps: list[DumpKey]
+    objects: list[StoredObject]
+    at: datetime
+
+
+def check(name: str, policy: LogicalPolicy, listing: Listing, retention_days: int, rpo_s: float) -> CheckRecord:
+    """One policy check of the logical drill. A read S3 refused is could-not-verify (an error), never a pass."""
+    try:
+        if name == "policy_daily_dumps":
+            return daily_dumps(listing.dumps, listing.at, retention_days, rpo_s)
+        if name == "policy_pruning":
+            return pruning(listing.dumps, listing.at, retention_days, policy.grace_days)
+        store = listing.store
+        assert isinstance(store, S3Store)  # plan() lists the S3-only checks for S3 sources only
+        if name == "policy_encryption":
+            listed = {o.key for o in listing.objects}
+            keys = [k for d in listing.dumps for k in (d.key, d.manifest_key) if k in listed]
+            return encryption(store, keys, policy.kms_key_id)
+        if name == "policy_bucket_versioning":
+            return versioning(store)
+        return object_lock(store)
+    except RestoreDrillError as exc:
+        return CheckRecord(name=name, outcome="error", detail=f"could not verify: {exc}")
 
 
 def _quoted(items: list[str]) -> str:
