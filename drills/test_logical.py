@@ -52,3 +52,34 @@ def test_matviews_populated(builtin: BuiltinCheck) -> None:
     """Materialized views populated at backup time are populated after the restore (a lost data entry
     restores them empty without any error)."""
     builtin.verify()
+
+
+# ----- the backup policy ([policy.logical], read-only: listing and head_object, never a write) -----------------
+
+
+def test_policy_daily_dumps(builtin: BuiltinCheck) -> None:
+    """One dump per day inside the retention window, with no missing day: a nightly job that silently stopped
+    on some days fails here, naming the days."""
+    builtin.verify()
+
+
+def test_policy_pruning(builtin: BuiltinCheck) -> None:
+    """Nothing is older than the retention window plus the grace period: pruning works (storage costs and
+    data-retention promises both depend on it)."""
+    builtin.verify()
+
+
+def test_policy_encryption(builtin: BuiltinCheck) -> None:
+    """Every object under the prefix has server-side encryption (head_object), with the configured KMS key
+    when one is set: an unencrypted dump is named."""
+    builtin.verify()
+
+
+def test_policy_bucket_versioning(builtin: BuiltinCheck) -> None:
+    """The bucket keeps versions, so an overwritten or deleted dump can still be recovered."""
+    builtin.verify()
+
+
+def test_policy_object_lock(builtin: BuiltinCheck) -> None:
+    """The bucket has object lock, so a dump cannot be deleted or overwritten before its retention ends."""
+    builtin.verify()

@@ -56,3 +56,33 @@ def test_ledger_pitr(builtin: BuiltinCheck) -> None:
     """Random point-in-time restores each hold exactly the ledger rows committed at or before their target
     (latest, when a ledger is configured)."""
     builtin.verify()
+
+
+# ----- the backup policy ([policy.pgbackrest], latest; read-only: settings, `info`, pg_stat_archiver) ----------
+
+
+def test_policy_retention(builtin: BuiltinCheck) -> None:
+    """The repository's retention settings (full and diff counts or days, archive retention), as pgBackRest
+    would read them for `expire`, keep at least what the policy asks: a setting below it is named."""
+    builtin.verify()
+
+
+def test_policy_full_age(builtin: BuiltinCheck) -> None:
+    """The newest full backup is no older than the policy allows: a weekly full that stopped is caught."""
+    builtin.verify()
+
+
+def test_policy_diff_age(builtin: BuiltinCheck) -> None:
+    """The newest differential (or full) backup is no older than the policy allows."""
+    builtin.verify()
+
+
+def test_policy_encryption(builtin: BuiltinCheck) -> None:
+    """The repository is encrypted (a cipher other than none) when the policy requires it."""
+    builtin.verify()
+
+
+def test_policy_archive_health(builtin: BuiltinCheck) -> None:
+    """On the source, through a read-only connection, pg_stat_archiver shows the newest WAL archived within
+    the RPO, no failure after the last success, and failed_count not rising since the last drill."""
+    builtin.verify()

@@ -25,7 +25,7 @@ import os
 import tomllib
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -55,6 +55,9 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+P = TypeVar("P", bound=Strict)
+
+
 class Objective(Strict):
     rpo: Seconds = Field(description="recovery point objective, e.g. '26h'")
     rto: Seconds = Field(description="recovery time objective, e.g. '1h'")
@@ -78,6 +81,7 @@ class LogicalSource(Strict):
     )
     retention_days: int = Field(30, ge=1, description="window in which gaps between dumps are measured")
     require_manifest: bool = Field(False, description="fail when the dump has no manifest")
+    policy: LogicalPolicy | None = Field(None, description="policy checks; default: the global [policy.logical]")
 
     @field_validator("source")
     @classmethod
@@ -146,6 +150,7 @@ class PgBackRestSource(Strict):
     marker: Marker | None = None
     ledger: Ledger | None = None
     job_retry: int = Field(0, ge=0, description="pgbackrest --job-retry: 0 reports corruption in seconds")
+    policy: PgBackRestPolicy | None = Field(None, description="policy checks; default: the global [policy.pgbackrest]")
 
     @field_validator("pitr_target")
     @classmethod
@@ -164,6 +169,41 @@ class PgBackRestSource(Strict):
                     'variable with cipher_pass_env (e.g. cipher_pass_env = "PGBACKREST_REPO1_CIPHER_PASS")'
                 )
         return options
+
+
+class LogicalPolicy(Strict):
+    """The strategy's rules for the dump store, each one read-only check `policy_<name>` (README, "Backup policy").
+
+    The window is the source's `retention_days`: the same window the RPO's largest gap is measured in."""
+
+    daily_dumps: bool = Field(True, description="one dump per UTC day in the retention window, no day missing")
+    pruning: bool = Field(True, description="no dump older than retention_days + grace_days (pruning works)")
+    grace_days: int = Field(2, ge=0, description="days a dump may outlive the window before pruning is late")
+    encryption: bool = Field(True, description="server-side encryption on every object (S3 only)")
+    kms_key_id: str | None = Field(None, description="every object must be encrypted with this KMS key (S3 only)")
+    versioning: bool = Field(False, description="the bucket must have versioning enabled (S3 only)")
+    object_lock: bool = Field(False, description="the bucket must have object lock enabled (S3 only)")
+
+
+class PgBackRestPolicy(Strict):
+    """The strategy's rules for the pgBackRest repository, read from its settings and `pgbackrest info`."""
+
+    retention_full: int | None = Field(
+        None, ge=1, description="repo1-retention-full must keep at least this many full sets (count type)"
+    )
+    retention_full_days: int | None = Field(
+        None, ge=1, description="repo1-retention-full must keep full sets at least this many days (time type)"
+    )
+    retention_diff: int | None = Field(None, ge=1, description="repo1-retention-diff must keep at least this many")
+    archive_for_every_full: bool = Field(
+        True, description="repo1-retention-archive must not expire WAL that a retained full set needs for PITR"
+    )
+    full_max_age: Seconds | None = Field(7 * 86400.0, description="the newest full set may be this old, e.g. '7d'")
+    diff_max_age: Seconds | None = Field(None, description="the newest diff (or full) set may be this old, e.g. '1d'")
+    encryption: bool = Field(True, description="the repository must use a cipher other than none")
+    source_dsn_env: str | None = Field(
+        None, description="env var holding a read-only connection string to the source: pg_stat_archiver health"
+    )
 
 
 class RdsPolicy(Strict):
@@ -193,7 +233,9 @@ class RdsSource(Strict):
     password_env: str | None = Field(None, description="env var holding the master password")
     iam_auth: bool = False
     connect_via: str | None = Field(None, description="a DSN (bastion, tunnel) used instead of the endpoint")
-    policy: RdsPolicy = RdsPolicy()
+    policy: RdsPolicy | None = Field(
+        None, description="settings audit; default: the global [policy.rds], else RdsPolicy()"
+    )
 
     @field_validator("restore_time")
     @classmethod
@@ -271,8 +313,35 @@ class Target(Strict):
     check_timeout: Seconds = 1800.0
 
 
+class Policies(Strict):
+    """Global `[policy.<layer>]` tables: the default of every database's own `<layer>.policy` table."""
+
+    logical: LogicalPolicy | None = None
+    pgbackrest: PgBackRestPolicy | None = None
+    rds: RdsPolicy | None = None
+
+
+class CostPrices(Strict):
+    """Storage prices per GB-month, for the monthly cost of each layer's measured backups.
+
+    Defaults: AWS list prices for eu-west-1 (Ireland), the region of the strategy and the README's examples:
+    - S3 Standard, first 50 TB: $0.023 (https://aws.amazon.com/s3/pricing/);
+    - EBS gp3 volume: $0.088 (https://aws.amazon.com/ebs/pricing/), for a posix pgBackRest repository or a
+      local dump folder, which live on a block volume;
+    - RDS backup storage beyond the free allowance (snapshots): $0.095
+      (https://aws.amazon.com/rds/postgresql/pricing/).
+    """
+
+    currency: str = "USD"
+    s3_gb_month: float = Field(0.023, ge=0)
+    volume_gb_month: float = Field(0.088, ge=0)
+    rds_snapshot_gb_month: float = Field(0.095, ge=0)
+
+
 class DrillConfig(Strict):
     objectives: dict[Layer, Objective]
+    policy: Policies = Policies()
+    cost: CostPrices = CostPrices()
     target: Target = Target()
     reports_dir: Path = Path("reports")
     databases: dict[str, Database]
@@ -310,8 +379,29 @@ class DrillConfig(Strict):
         own = self.databases[database].coverage.cadence
         return own if own is not None else self.coverage.cadence
 
+    def logical_policy(self, database: str) -> LogicalPolicy | None:
+        """The database's logical policy over the global one; None when neither is written: no policy checks."""
+        source = self.databases[database].logical
+        return _merged(self.policy.logical, source.policy if source else None)
+
+    def pgbackrest_policy(self, database: str) -> PgBackRestPolicy | None:
+        source = self.databases[database].pgbackrest
+        return _merged(self.policy.pgbackrest, source.policy if source else None)
+
+    def rds_policy(self, database: str) -> RdsPolicy:
+        """The RDS settings audit always runs: with the strategy's defaults when no table is written."""
+        source = self.databases[database].rds
+        return _merged(self.policy.rds, source.policy if source else None) or RdsPolicy()
+
     def databases_with(self, layer: Layer) -> list[str]:
         return [name for name, db in self.databases.items() if getattr(db, layer) is not None]
+
+
+def _merged(common: P | None, own: P | None) -> P | None:
+    """A database's own policy table over the global one, setting by setting (only what it writes wins)."""
+    if own is None or common is None:
+        return own or common
+    return common.model_copy(update=own.model_dump(exclude_unset=True))
 
 
 def _location(error: dict[str, Any]) -> str:

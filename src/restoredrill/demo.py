@@ -81,6 +81,11 @@ rto = "15m"
 source = "file://{store}/postgres/logical/"
 require_manifest = true
 
+[databases.{db}.logical.policy]   # the strategy's rules for the dump store (README, "Backup policy")
+grace_days = 2    # a dump may outlive the 30-day window by 2 days before pruning counts as broken
+# encryption (on by default), versioning and object lock are S3 settings: the report says they do not
+# apply to this local folder
+
 [[databases.{db}.checks.min_rows]]
 table = "public.users"
 min = {users}
@@ -102,6 +107,13 @@ rto = "30m"
 stanza = "{stanza}"
 config = "{pgbackrest_config}"
 pitr_target = "3s"        # point in time: 3 s before the newest archived WAL (a short demo window)
+
+[databases.{db}.pgbackrest.policy]   # the repository's settings and sets against the strategy
+retention_full = 2        # repo1-retention-full in the stanza's config keeps at least 2 full sets
+retention_diff = 2
+full_max_age = "7d"       # a full set at least weekly
+diff_max_age = "1d"       # a diff (or full) at least daily
+encryption = false        # the demo repository has no cipher; a production policy keeps this true
 
 [databases.{db}.pgbackrest.marker]  # the heartbeat table written every second by the source
 table = "public.restoredrill_heartbeat"

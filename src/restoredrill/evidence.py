@@ -122,6 +122,17 @@ class Shape(BaseModel):
     )
 
 
+class StorageCost(BaseModel):
+    """One layer's stored backups of one database and their monthly cost (restoredrill.cost)."""
+
+    storage: str = Field(description='where they live: "S3 Standard", "block volume (EBS gp3)", ...')
+    size_bytes: int
+    basis: str = Field(description="what was measured, in one sentence")
+    price_gb_month: float
+    currency: str
+    monthly: float
+
+
 class DrillRecord(BaseModel):
     run_id: str
     database: str
@@ -149,6 +160,8 @@ class DrillRecord(BaseModel):
     )
     target_info: TargetInfo = Field(default_factory=TargetInfo)
     shape: Shape | None = Field(None, description="the restored database's shape, measured by the drift check")
+
+    storage: StorageCost | None = Field(None, description="the layer's stored backups and their monthly cost")
     notes: list[str] = Field(default_factory=list)
     refused: bool = Field(False, description="the drill did not start: its configuration or host is unfit (exit 2)")
     started_at: str = Field(default_factory=lambda: iso(utcnow()) or "")

@@ -27,6 +27,23 @@ class StoredObject:
 
 
 @dataclass(frozen=True)
+class Encryption:
+    """What head_object says about one object's server-side encryption."""
+
+    algorithm: str | None  # AES256, aws:kms, aws:kms:dsse; None: stored in clear
+    kms_key_id: str | None
+
+
+@dataclass(frozen=True)
+class BucketProtection:
+    """What the bucket itself says: versioning status and whether object lock is on (and its default rule)."""
+
+    versioning: str  # Enabled, Suspended, or "never enabled"
+    object_lock: bool
+    lock_rule: str | None
+
+
+@dataclass(frozen=True)
 class Download:
     path: Path
     size_bytes: int
@@ -217,6 +234,41 @@ class S3Store:
         if head.get("ServerSideEncryption"):
             meta["x-server-side-encryption"] = head["ServerSideEncryption"]
         return meta
+
+    def encryption(self, key: str) -> Encryption:
+        """Server-side encryption of one object, read with head_object (read-only)."""
+        import botocore.exceptions as bex
+
+        try:
+            head = self.client.head_object(Bucket=self.bucket, Key=key)
+        except (bex.BotoCoreError, bex.ClientError) as exc:
+            raise self._explain(exc, f"reading the encryption of {self.location(key)}") from None
+        return Encryption(head.get("ServerSideEncryption"), head.get("SSEKMSKeyId"))
+
+    def protection(self) -> BucketProtection:
+        """The bucket's versioning and object lock (s3:GetBucketVersioning, s3:GetBucketObjectLockConfiguration)."""
+        import botocore.exceptions as bex
+
+        doing = f"reading the versioning and object lock of s3://{self.bucket}"
+        try:
+            versioning = self.client.get_bucket_versioning(Bucket=self.bucket).get("Status") or "never enabled"
+        except (bex.BotoCoreError, bex.ClientError) as exc:
+            raise self._explain(exc, doing) from None
+        try:
+            lock = self.client.get_object_lock_configuration(Bucket=self.bucket).get("ObjectLockConfiguration", {})
+        except bex.ClientError as exc:
+            # A bucket created without object lock answers with this error: not a failure to read, a "no".
+            if exc.response.get("Error", {}).get("Code") == "ObjectLockConfigurationNotFoundError":
+                return BucketProtection(versioning, False, None)
+            raise self._explain(exc, doing) from None
+        except bex.BotoCoreError as exc:
+            raise self._explain(exc, doing) from None
+        retention = (lock.get("Rule") or {}).get("DefaultRetention") or {}
+        rule = None
+        if retention:
+            span = f"{retention['Days']} day(s)" if "Days" in retention else f"{retention.get('Years')} year(s)"
+            rule = f"{retention.get('Mode', '?')} for {span}"
+        return BucketProtection(versioning, lock.get("ObjectLockEnabled") == "Enabled", rule)
 
     def read_text(self, key: str) -> str | None:
         import botocore.exceptions as bex

@@ -48,7 +48,10 @@ SEVERITY: dict[str, int] = {
 
 
 def severity(check_name: str) -> int:
-    """LOST ... OBJECTIVE; checks not listed (sequences, sql:..., a team's own) are findings."""
+    """LOST ... OBJECTIVE; checks not listed (sequences, sql:..., a team's own) are findings. A policy check
+    (policy_...) ranks with the objectives: a missed rule of the strategy, not data lost."""
+    if check_name.startswith("policy_"):
+        return OBJECTIVE
     return SEVERITY.get(check_name.split(":", 1)[0], FINDING)
 
 

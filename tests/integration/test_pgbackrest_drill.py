@@ -5,25 +5,16 @@ before the oldest backup. The repository is byte-for-byte the same after every r
 from __future__ import annotations
 
 import json
-import shutil
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import Completed, leftovers, listening_ports_of, run_cli, traversable_tempdir, tree_digest
+from tests.conftest import Completed, leftovers, listening_ports_of, run_cli, tree_digest
 from tests.pgbackrest_support import Repo, drill_config
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("pgbackrest-plain")]
-
-
-@pytest.fixture
-def scenario(pgbackrest_template: Repo) -> Iterator[tuple[Path, Repo]]:
-    root = traversable_tempdir("rd-pgbr-case-")
-    yield root, pgbackrest_template.clone(root)
-    shutil.rmtree(root, ignore_errors=True)
 
 
 def run(root: Path) -> Completed:

@@ -161,6 +161,11 @@ def test_healthy_snapshot_restore_passes_is_private_and_deleted(case: Case) -> N
         "sequences",
     ):
         assert check(record, name)["outcome"] == "passed", name
+    storage = record["storage"]  # every snapshot of the source at its AllocatedStorage (20 GiB each)
+    assert storage["storage"] == "RDS backup storage"
+    assert storage["size_bytes"] >= 20 * 1024**3
+    assert storage["size_bytes"] % (20 * 1024**3) == 0
+    assert storage["monthly"] == pytest.approx(storage["size_bytes"] / 1024**3 * 0.095)
     assert case.drill_instances() == [], "the temporary instance is always deleted"
     assert "Traceback" not in output
 

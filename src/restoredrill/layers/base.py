@@ -106,18 +106,18 @@ class Drill:
 
     def check(self, name: str) -> CheckRecord:
         """Run one check and record it. NotApplicable is recorded as such, then propagates (pytest skips)."""
-        if name in self.timing_checks:
-            started = time.monotonic()
-            record = self._timing(name)
-            record.duration_s = round(time.monotonic() - started, 3)
-        elif self.restored is None:
-            record = self.not_run(name)
-        else:
-            try:
+        try:
+            if name in self.timing_checks:
+                started = time.monotonic()
+                record = self._timing(name)
+                record.duration_s = round(time.monotonic() - started, 3)
+            elif self.restored is None:
+                record = self.not_run(name)
+            else:
                 record = checks_mod.run_check(name, self.database_checks()[name], self.restored)
-            except NotApplicable as exc:
-                self.record.add_check(CheckRecord(name=name, outcome=Outcome.NOT_APPLICABLE, detail=str(exc)))
-                raise
+        except NotApplicable as exc:
+            self.record.add_check(CheckRecord(name=name, outcome=Outcome.NOT_APPLICABLE, detail=str(exc)))
+            raise
         self.record.add_check(record)
         return record
 

@@ -15,18 +15,19 @@ import time
 from pathlib import Path
 
 from restoredrill import checks as checks_mod
-from restoredrill import pgtools, proc
-from restoredrill.checks import Restored
+from restoredrill import cost, pgtools, proc
+from restoredrill.checks import NotApplicable, Restored
 from restoredrill.config import DrillConfig
 from restoredrill.durations import format_duration
 from restoredrill.errors import BackupDefect, CouldNotVerify
 from restoredrill.evidence import CheckRecord, iso, utcnow
+from restoredrill.layers import logical_policy
 from restoredrill.layers import logical_records as records
 from restoredrill.layers.base import CheckFunction, Drill, Log
 from restoredrill.layers.logical_keys import DumpKey, dumps_of, recovery_point
 from restoredrill.manifest import Manifest
 from restoredrill.operate import preflight, progress
-from restoredrill.stores import open_store
+from restoredrill.stores import Store, StoredObject, open_store
 from restoredrill.targets.choice import check_container, container_instance, newest_bindir, wants_container
 from restoredrill.targets.container import ContainerInstance
 from restoredrill.targets.local import MARKER, PREFIX, LocalInstance, remove_marked_folder, workdir_base
@@ -55,6 +56,14 @@ class LogicalDrill(Drill):
         if source is None:
             raise ValueError(f"{database} has no logical layer")
         self.source = source
+        self.policy = config.logical_policy(database)
+        policy_plan = logical_policy.plan(self.policy, source.source)
+        self.timing_checks = (*TIMING_CHECKS, *policy_plan.names)
+        self.policy_not_applicable = policy_plan.not_applicable
+        self.store: Store | None = None
+        self.dumps: list[DumpKey] = []
+        self.objects: list[StoredObject] = []
+        self.listed_at = utcnow()
         self.instance: LocalInstance | ContainerInstance | None = None
         self.fetch_dir: Path | None = None
         self.restore_log = ""
@@ -70,8 +79,10 @@ class LogicalDrill(Drill):
             profile=self.source.profile,
         )
         dump_name = self.source.dump_name or self.database
-        objects = [(o.key, o.size) for o in store.list(prefix)]
-        dumps = dumps_of(prefix, dump_name, objects)
+        self.store, self.listed_at = store, now
+        self.objects = list(store.list(prefix))
+        dumps = self.dumps = dumps_of(prefix, dump_name, [(o.key, o.size) for o in self.objects])
+        self.record.storage = cost.logical_storage(self.source.source, dumps, self.objects, self.config.cost)
         if not dumps:
             raise BackupDefect(
                 f"no dump of '{dump_name}' found under {self.source.source} "
@@ -302,7 +313,18 @@ class LogicalDrill(Drill):
                 f"days is {format_duration(float(gap))}, {detail['gap_from']} to {detail['gap_to']} "
                 f"(RPO {format_duration(allowed)})" + ("" if ok else ": dumps are missing"),
             )
+        if name.startswith("policy_"):
+            return self._policy_check(name)
         return self.rto_check("fetch + restore")
+
+    def _policy_check(self, name: str) -> CheckRecord:
+        """The store against the policy, from the listing made at discovery (and head_object for S3)."""
+        if name in self.policy_not_applicable:
+            raise NotApplicable(self.policy_not_applicable[name])
+        if self.policy is None or self.store is None or not self.dumps:
+            return self.not_run(name)
+        listing = logical_policy.Listing(self.store, self.dumps, self.objects, self.listed_at)
+        return logical_policy.check(name, self.policy, listing, self.source.retention_days, self.objective.rpo)
 
     # ----- stage 3: cleanup -------------------------------------------------------------------------------
     def _cleanup(self) -> None:

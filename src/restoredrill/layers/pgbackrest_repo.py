@@ -36,6 +36,7 @@ class BackupSet:
     error: bool
     lsn_start: str | None = None
     lsn_stop: str | None = None
+    repo_delta_bytes: int | None = None  # this set's own files in the repository (not those it references)
 
     def evidence(self) -> dict[str, Any]:
         return {
@@ -59,6 +60,7 @@ class ArchivedWal:
     name: str
     segment: Segment
     archived_at: datetime
+    size_bytes: int = 0
 
 
 @dataclass
@@ -204,6 +206,7 @@ class PgBackRest:
                 error=bool(b.get("error", False)),
                 lsn_start=(b.get("lsn") or {}).get("start"),
                 lsn_stop=(b.get("lsn") or {}).get("stop"),
+                repo_delta_bytes=(b["info"]["repository"] or {}).get("delta"),
             )
             for b in stanza.get("backup", [])
         ]
@@ -258,7 +261,8 @@ class PgBackRest:
             name = path.rsplit("/", 1)[-1]
             segment = parse_segment(name, self.segment_mb)
             if segment is not None:
-                found.append(ArchivedWal(name.split("-", 1)[0], segment, _epoch(entry.get("time", 0))))
+                archived_at, size = _epoch(entry.get("time", 0)), int(entry.get("size", 0))
+                found.append(ArchivedWal(name.split("-", 1)[0], segment, archived_at, size))
         return sorted(found, key=lambda w: w.segment)
 
     def verify(self, process_max: int = 1, listed: list[str] | None = None) -> list[str]:

@@ -30,6 +30,7 @@ from restoredrill.config import DrillConfig, PgBackRestSource
 from restoredrill.durations import format_duration, parse_duration
 from restoredrill.errors import BackupDefect, ConfigError, CouldNotVerify, RestoreDrillError
 from restoredrill.evidence import CheckRecord, iso, utcnow
+from restoredrill.layers import pgbackrest_policy
 from restoredrill.layers.base import CheckFunction, Drill, Log
 from restoredrill.layers.pgbackrest_errors import classify, error_text
 from restoredrill.layers.pgbackrest_repo import BackupSet, PgBackRest, StanzaInfo, restored_set
@@ -158,7 +159,9 @@ class PhysicalDrill(Drill):
         self.record.variant = kind
         # Checks of the repository itself (not of the restored copy) run even when the restore failed.
         repository = ("rpo_newest_wal", "wal_continuity", "pgbackrest_verify") if kind == "latest" else ()
-        self.timing_checks = ("rto", *repository)
+        self.policy = config.pgbackrest_policy(database)
+        policy_checks = pgbackrest_policy.plan(self.policy) if kind == "latest" else ()
+        self.timing_checks = ("rto", *repository, *policy_checks)
         self.repo: PgBackRest | None = None
         self.info: StanzaInfo | None = None
         self.instance: RecoveredInstance | None = None
@@ -214,6 +217,8 @@ class PhysicalDrill(Drill):
         self.record.backup_sets = [b.evidence() for b in info.backups]
         if info.archive_id:
             info.wal = repo.archived_wal(info.archive_id)
+        self.record.storage, unknown = pgbackrest_policy.repository_cost(self.source, info, self.config.cost)
+        self.record.notes.extend(unknown)
         newest_wal = info.newest_wal
         if newest_wal is None:
             raise BackupDefect(f"stanza '{info.stanza}' has no archived WAL: no backup can be recovered")
@@ -468,6 +473,8 @@ class PhysicalDrill(Drill):
                 return self._verify_check()
             except RestoreDrillError as exc:
                 return CheckRecord(name=name, outcome="error", detail=f"pgbackrest verify could not run: {exc}")
+        if name.startswith("policy_"):
+            return self._policy_check(name)
         age, allowed = self.record.rpo_s, self.objective.rpo
         return CheckRecord(
             name=name,
@@ -475,6 +482,23 @@ class PhysicalDrill(Drill):
             detail=f"newest archived WAL {self.record.rpo_detail.get('newest_wal')} is {format_duration(age)} old "
             f"(RPO {format_duration(allowed)})" + ("" if age <= allowed else ": WAL archiving has stalled"),
         )
+
+    def _policy_check(self, name: str) -> CheckRecord:
+        """The repository against the policy (pgbackrest_policy); pg_stat_archiver's count kept for the next run."""
+        assert self.policy is not None
+        assert self.info is not None
+        reports, database, run_id = self.config.reports_dir, self.database, self.record.run_id
+        record, failed = pgbackrest_policy.check(
+            name,
+            self.policy,
+            self.source,
+            self.info,
+            self.objective.rpo,
+            lambda: pgbackrest_policy.previous_failed_count(reports, database, run_id),
+        )
+        if failed is not None:
+            self.record.rpo_detail["archiver_failed_count"] = failed
+        return record
 
     def _recovery_check(self) -> CheckRecord:
         """Recovery reached its target, proven by LSN and by the server's own log lines."""

@@ -17,7 +17,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
 from restoredrill import checks as checks_mod
-from restoredrill import pgtools, proc
+from restoredrill import cost, pgtools, proc
 from restoredrill.checks import Restored
 from restoredrill.config import DrillConfig, RdsSource
 from restoredrill.durations import format_duration
@@ -45,7 +45,7 @@ class RdsDrill(Drill):
         self.instance: dict[str, Any] | None = None
         self.identifier: str | None = None
         self.findings: dict[str, rds_api.Finding] = {}
-        names = [f.name for f in rds_api.audit({}, source.policy)]
+        names = [f.name for f in rds_api.audit({}, config.rds_policy(database))]
         self.timing_checks = ("rto", "rpo_latest_restorable", *names)
 
     @property
@@ -67,7 +67,7 @@ class RdsDrill(Drill):
         now = utcnow()
         described = rds.describe_db_instances(DBInstanceIdentifier=source.source_instance)["DBInstances"]
         self.instance = instance = described[0]
-        self.findings = {f.name: f for f in rds_api.audit(instance, source.policy)}
+        self.findings = {f.name: f for f in rds_api.audit(instance, self.config.rds_policy(self.database))}
         latest = instance.get("LatestRestorableTime")
         if latest is not None:
             self.record.rpo_s = round(max(0.0, (now - latest).total_seconds()), 1)
@@ -79,12 +79,11 @@ class RdsDrill(Drill):
         backup = self.record.backup
         backup.server_version = instance.get("EngineVersion")
         restore_args: dict[str, Any]
+        snapshots = list(
+            rds_api.paginate(rds, "describe_db_snapshots", "DBSnapshots", DBInstanceIdentifier=source.source_instance)
+        )
+        self.record.storage = cost.rds_storage(snapshots, self.config.cost)
         if source.restore_from == "snapshot":
-            snapshots = list(
-                rds_api.paginate(
-                    rds, "describe_db_snapshots", "DBSnapshots", DBInstanceIdentifier=source.source_instance
-                )
-            )
             choice = rds_api.choose_snapshot(snapshots, source.snapshot_type, source.source_instance)
             if choice.note:
                 self.record.notes.append(choice.note)

@@ -44,6 +44,7 @@ def environment() -> jinja2.Environment:
         size=_size,
         when=_when,
         pct=format_share,
+        money=lambda v: f"{v:,.2f}" if v >= 0.01 or v == 0 else f"{v:.4f}",  # a demo's cents still show
         thousands=lambda n: f"{int(n):,}" if isinstance(n, int | float) else str(n),
         verdict=lambda v: VERDICT_LABEL.get(v, str(v).upper()),
     )

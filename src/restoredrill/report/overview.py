@@ -22,6 +22,7 @@ from restoredrill.report.controls import (
 )
 from restoredrill.report.history import History, parse_time
 from restoredrill.report.model import LAYER_LABEL, VERDICT_LABEL, DrillView, shown, variant_rank
+from restoredrill.report.policy import CostRow, PolicyRow, cost_rows, cost_totals, policy_rows
 from restoredrill.verdicts import Judgement, PlannedDrill, judge
 
 LAYER_ORDER = ("logical", "pgbackrest", "rds")
@@ -107,6 +108,18 @@ class ReportView:
     coverage: list[CoverageRow] = field(default_factory=list)
     cadence_source: str = ""
     generator: str = f"restoredrill {__version__}"
+
+    @property
+    def policy(self) -> list[PolicyRow]:
+        return policy_rows(self.drills)
+
+    @property
+    def costs(self) -> list[CostRow]:
+        return cost_rows(self.drills)
+
+    @property
+    def cost_totals(self) -> dict[str, float]:
+        return cost_totals(self.costs)
 
     @property
     def months(self) -> list[str]:
