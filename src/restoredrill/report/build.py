@@ -11,6 +11,7 @@ from typing import Any
 
 from restoredrill.errors import CouldNotVerify
 from restoredrill.evidence import DrillRecord, iso, utcnow
+from restoredrill.history_chain import read_history
 from restoredrill.report.allure import build_allure
 from restoredrill.report.context import read_run_context
 from restoredrill.report.history import key_of, load_history, parse_time
@@ -36,6 +37,7 @@ class Built:
     html: Path
     manifest: Path
     signature: Path | None
+    envelope: Path | None  # the DSSE envelope (in-toto Statement) beside a signed manifest
     allure: Path | None
     allure_error: str | None
     summary: Path | None
@@ -134,13 +136,19 @@ def build_report(
         except CouldNotVerify as exc:
             allure_error = str(exc)
     written = write_manifest(
-        reports_dir, base, run.run_id, [html_path, *covered, *([allure_path] if allure_path else [])], key
+        reports_dir,
+        base,
+        run.run_id,
+        [html_path, *covered, *([allure_path] if allure_path else [])],
+        key,
+        history_head=read_history(reports_dir).head,
     )
     summary = append_step_summary(view, html_path.name)
     return Built(
         html=html_path,
         manifest=written[0],
         signature=written[1] if len(written) > 1 else None,
+        envelope=written[2] if len(written) > 2 else None,
         allure=allure_path,
         allure_error=allure_error,
         summary=summary,

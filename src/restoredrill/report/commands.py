@@ -79,6 +79,8 @@ def describe(built: Built) -> str:
         f"{built.seconds:.2f} s)",
         f"manifest: {built.manifest}" + (f" (signed: {built.signature.name})" if built.signature else " (not signed)"),
     ]
+    if built.envelope:
+        lines.append(f"attestation: {built.envelope} (in-toto Statement v1 in a DSSE envelope, Ed25519)")
     if built.allure:
         lines.append(f"allure: {built.allure}")
     if built.summary:
@@ -100,7 +102,13 @@ def run_verify(args: argparse.Namespace) -> int:
         )
         return EXIT_TAMPERED
     signed = f", {len(result.signed)} signature(s) valid" if result.signed else ", unsigned"
+    if result.envelopes:
+        signed += f", {len(result.envelopes)} DSSE envelope(s) valid"
     print(f"verified: {result.files} file(s) in {len(result.manifests)} manifest(s) match their SHA-256{signed}")
+    if result.history is not None:
+        chain = result.history
+        legacy = f" ({chain.legacy} legacy line(s) without a hash)" if chain.legacy else ""
+        print(f"history: {chain.chained} hash-chained line(s) intact{legacy}")
     return EXIT_OK
 
 
