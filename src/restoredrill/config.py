@@ -242,6 +242,20 @@ class DrillConfig(Strict):
     notify_env: str | None = Field(None, description="env var holding a Slack-compatible webhook URL")
     notify_on: Literal["failure", "always"] = Field("failure", description="post on a non-green verdict, or always")
     disk_reserve_mb: int = Field(1024, ge=0, description="free space kept in the workdir beyond a restore's estimate")
+    # The durable evidence store (README, "The evidence store"): write-once, read back for history and the chain.
+    evidence_store: str | None = Field(
+        None, description="s3://bucket/prefix where records, history and reports are also written, write-once"
+    )
+    evidence_store_endpoint_url: str | None = Field(None, description="an S3-compatible endpoint for the store")
+    evidence_store_region: str | None = None
+    evidence_store_profile: str | None = None
+
+    @field_validator("evidence_store")
+    @classmethod
+    def _store_url(cls, value: str | None) -> str | None:
+        if value is not None and (not value.startswith("s3://") or len(value.split("/")[2]) == 0):
+            raise ValueError("must be s3://bucket/prefix (the store is an S3 bucket)")
+        return value
 
     @field_validator("databases")
     @classmethod

@@ -11,6 +11,7 @@ from typing import Any
 
 from restoredrill.errors import CouldNotVerify
 from restoredrill.evidence import DrillRecord, iso, utcnow
+from restoredrill.evidence_store import EvidenceStore
 from restoredrill.history_chain import read_history
 from restoredrill.report.allure import build_allure
 from restoredrill.report.context import read_run_context
@@ -84,6 +85,7 @@ def build_report(
     expected: list[PlannedDrill] | None = None,
     allure: bool = False,
     signing_key: str | Path | None = None,
+    store: EvidenceStore | None = None,
 ) -> Built:
     """Render everything for one run (the newest when run_id is None). Bad input raises ConfigError."""
     started = time.monotonic()
@@ -98,7 +100,7 @@ def build_report(
     context, context_file = read_run_context(reports_dir, run.run_id, config_file)
     recorded = context.planned_drills()  # the plan written at run start wins over today's configuration
     planned = recorded if recorded is not None else expected
-    history = load_history(reports_dir, records, up_to_run=run.run_id)
+    history = load_history(reports_dir, records, up_to_run=run.run_id, store=store)  # the store's, when one
     drills = []
     for index, (record, path) in enumerate(pairs, start=1):
         points = history.series.get(key_of(record), [])

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from restoredrill.errors import RestoreDrillError
+from restoredrill.evidence_store import open_evidence_store
 from restoredrill.report.build import Built, build_report
 from restoredrill.report.context import write_run_context
 from restoredrill.report.integrity import load_public_key, load_signing_key, verify_folder
@@ -65,6 +66,7 @@ def run_report(args: argparse.Namespace) -> int:
         expected=planned_drills(config) if config else None,
         allure=args.allure,
         signing_key=args.signing_key,
+        store=open_evidence_store(config) if config else None,  # history read back from the evidence store
     )
     print(describe(built))
     if built.allure_error:
