@@ -264,6 +264,21 @@ class DrillConfig(Strict):
             raise ValueError("names no database to drill")
         return value
 
+    @model_validator(mode="after")
+    def _store_is_not_a_backup_bucket(self) -> DrillConfig:
+        # Drills never write where backups live (rule 2): evidence goes to a bucket of its own.
+        if self.evidence_store is None:
+            return self
+        bucket = self.evidence_store.split("/")[2]
+        for name, database in self.databases.items():
+            source = database.logical.source if database.logical else ""
+            if source.startswith("s3://") and source.split("/")[2] == bucket:
+                raise ValueError(
+                    f"evidence_store is in bucket {bucket}, which holds the backups of {name}: drills never write "
+                    "where backups live, give the evidence a bucket of its own"
+                )
+        return self
+
     def objective(self, database: str, layer: Layer) -> Objective:
         base = self.objectives.get(layer)
         override = self.databases[database].objectives.get(layer, PartialObjective())

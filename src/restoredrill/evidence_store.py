@@ -164,6 +164,42 @@ class EvidenceStore:
                 lines.append(self._read(key).rstrip(b"\n"))
         return lines
 
+    def verify(self) -> history_chain.ChainCheck:
+        """The store's own chain (`history/<seq>.json`), anchored by the head every stored manifest recorded:
+        what `verify-report --evidence-store` checks, so an audit needs no CI artifact."""
+        from restoredrill.report.integrity import manifest_head
+
+        lines, replaced = [], []
+        for key in self._history_keys():
+            name = key.rsplit("/", 1)[-1].removesuffix(".json")
+            if not name.isdigit():
+                continue
+            raw = self._read(key).rstrip(b"\n")
+            lines.append((int(name), raw))
+            try:
+                seq = json.loads(raw).get("seq")
+            except (ValueError, AttributeError):
+                seq = None
+            if seq is not None and seq != int(name):
+                replaced.append(f"{key} holds history entry #{seq}: the object was replaced")
+        heads: dict[str, tuple[int, str]] = {}
+        try:
+            manifests = [o.key for o in self.s3.list(self.prefix + "reports/") if o.key.endswith(".manifest.json")]
+        except RestoreDrillError as exc:
+            raise self._fail(exc, f"listing {self.s3.location(self.prefix + 'reports/')}") from None
+        for key in manifests:
+            try:
+                data = json.loads(self._read(key))
+            except ValueError:
+                replaced.append(f"{key} is not a readable manifest")
+                continue
+            head = manifest_head(data) if isinstance(data, dict) else None
+            if head is not None:
+                heads[key.removeprefix(self.prefix)] = head
+        check = history_chain.verify(history_chain.parse_lines(lines), heads)
+        check.problems = replaced + check.problems
+        return check
+
     def pull_history(self, reports_dir: Path) -> list[bytes]:
         """The store's chain becomes the working copy. Local lines after it (a run whose publish failed, or
         runs before the store was configured) are kept after the store's lines and re-chained, so nothing

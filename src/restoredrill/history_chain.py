@@ -17,7 +17,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,8 +79,13 @@ def _raw_lines(path: Path) -> Iterator[tuple[int, bytes]]:
 
 
 def parse(path: Path) -> HistoryLog:
+    return parse_lines(_raw_lines(path))
+
+
+def parse_lines(lines: Iterable[tuple[int, bytes]]) -> HistoryLog:
+    """(line number, stored bytes) pairs, from the file or from the evidence store's objects."""
     log = HistoryLog()
-    for number, raw in _raw_lines(path):
+    for number, raw in lines:
         try:
             data = json.loads(raw)
         except ValueError:

@@ -91,6 +91,16 @@ def test_a_healthy_run_stores_its_evidence_and_history_survives_the_local_report
     local = run_cli("verify-report", str(drill.reports))
     assert local.returncode == 0, local.output
     assert "history: 2 hash-chained line(s) intact" in local.output
+
+    # The auditor checks the store itself, then someone deletes the first run's history object.
+    audit_store = ("verify-report", "--evidence-store", f"s3://{bucket}/drills", "--endpoint-url", moto.endpoint)
+    intact = run_cli(*audit_store)
+    assert intact.returncode == 0, intact.output
+    assert f"history: 2 hash-chained line(s) intact in s3://{bucket}/drills" in intact.output
+    moto.client().delete_object(Bucket=bucket, Key="drills/history/00000001.json")  # a delete marker (versioned)
+    deleted = run_cli(*audit_store)
+    assert deleted.returncode == 1, deleted.output
+    assert "TAMPERED: history entry #1 is missing: 1 line(s) were deleted at the start" in deleted.output
     assert AWS_SECRET not in first.output + second.output
 
 

@@ -218,7 +218,7 @@ def _check_envelope(folder: Path, manifest: Path, key: Ed25519PublicKey | None, 
         )
 
 
-def _head(data: dict[str, object]) -> tuple[int, str] | None:
+def manifest_head(data: dict[str, object]) -> tuple[int, str] | None:
     found = data.get("history")
     if not isinstance(found, dict):
         return None
@@ -261,7 +261,7 @@ def verify_folder(folder: Path, trusted: Ed25519PublicKey | None = None) -> Veri
             continue
         key = _check_signature(manifest, body, trusted, result)
         _check_envelope(folder, manifest, key, result)
-        head = _head(data)
+        head = manifest_head(data)
         if head is not None:
             heads[manifest.name] = head
         for relative, digest, size in entries:
