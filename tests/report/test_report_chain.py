@@ -8,6 +8,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -182,17 +183,21 @@ def test_merge_carries_the_chain_and_chains_the_merged_run(tmp_path: Path) -> No
     assert "history: 4 hash-chained line(s) intact" in ok.output
 
 
-def _recipe() -> str:
+def _recipe(marker: str, language: str) -> str:
     text = README.read_text()
-    return text.split("<!-- dsse-recipe -->\n```sh\n", 1)[1].split("```", 1)[0]
+    return text.split(f"<!-- {marker} -->\n```{language}\n", 1)[1].split("```", 1)[0]
 
 
-def _run_recipe(reports: Path, public: Path) -> subprocess.CompletedProcess[str]:
+def _run_recipe(reports: Path, public: Path, python: bool = False) -> subprocess.CompletedProcess[str]:
+    """A README recipe as an auditor runs it, in the report folder, in a process of its own."""
     shutil.copyfile(public, reports / "signing-key.pub.pem")
+    command = (
+        [sys.executable, "-c", _recipe("dsse-recipe-python", "python")]
+        if python
+        else ["bash", "-euo", "pipefail", "-c", _recipe("dsse-recipe", "sh")]
+    )
     try:
-        return subprocess.run(
-            ["bash", "-euo", "pipefail", "-c", _recipe()], cwd=reports, capture_output=True, text=True, check=False
-        )
+        return subprocess.run(command, cwd=reports, capture_output=True, text=True, check=False)
     finally:
         (reports / "signing-key.pub.pem").unlink()
 
@@ -204,12 +209,18 @@ def test_the_readme_recipe_verifies_the_envelope_with_standard_tools(signed: tup
     assert "Signature Verified Successfully" in good.stdout
     assert f"{BASE}.manifest.json: OK" in good.stdout
     assert '"run_id": "20261101T051700Z-cur001"' in good.stdout
+    with_sslib = _run_recipe(reports, public, python=True)
+    assert with_sslib.returncode == 0, with_sslib.stdout + with_sslib.stderr
+    assert "verified: 20261101T051700Z-cur001" in with_sslib.stdout
 
     record = next((reports / "evidence").glob(f"{RUN}--*.json"))
     record.write_text(record.read_text().replace('"passed"', '"failed"', 1))
     changed = _run_recipe(reports, public)
     assert changed.returncode != 0
     assert f"evidence/{record.name}: FAILED" in changed.stdout
+    changed_sslib = _run_recipe(reports, public, python=True)
+    assert changed_sslib.returncode != 0
+    assert f"evidence/{record.name} does not match the signed statement" in changed_sslib.stderr
 
     envelope = reports / f"{BASE}.dsse.json"
     data = json.loads(envelope.read_text())
@@ -220,6 +231,7 @@ def test_the_readme_recipe_verifies_the_envelope_with_standard_tools(signed: tup
     forged = _run_recipe(reports, public)
     assert forged.returncode != 0
     assert "Signature Verified Successfully" not in forged.stdout
+    assert _run_recipe(reports, public, python=True).returncode != 0
     code, output = _verify(reports, public)
     assert code == 1
     assert f"the signature of {BASE}.dsse.json does not verify: the statement was altered" in output
