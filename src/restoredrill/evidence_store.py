@@ -155,33 +155,32 @@ class EvidenceStore:
             raise self._fail(exc, doing) from None
         return sorted(keys)
 
-    def history_lines(self) -> list[bytes]:
-        """The store's chain in `seq` order; a key that is not `<seq>.json` is ignored (not ours)."""
-        lines = []
+    def _stored(self) -> list[tuple[int, bytes]]:
+        """(seq from the key, bytes) of every `history/<seq>.json`, in order; other keys are not ours."""
+        found = []
         for key in self._history_keys():
-            name = key.rsplit("/", 1)[-1]
-            if name.removesuffix(".json").isdigit():
-                lines.append(self._read(key).rstrip(b"\n"))
-        return lines
+            name = key.rsplit("/", 1)[-1].removesuffix(".json")
+            if name.isdigit():
+                found.append((int(name), self._read(key).rstrip(b"\n")))
+        return sorted(found)
+
+    def history_lines(self) -> list[bytes]:
+        """The store's chain in `seq` order."""
+        return [raw for _seq, raw in self._stored()]
 
     def verify(self) -> history_chain.ChainCheck:
         """The store's own chain (`history/<seq>.json`), anchored by the head every stored manifest recorded:
         what `verify-report --evidence-store` checks, so an audit needs no CI artifact."""
         from restoredrill.report.integrity import manifest_head
 
-        lines, replaced = [], []
-        for key in self._history_keys():
-            name = key.rsplit("/", 1)[-1].removesuffix(".json")
-            if not name.isdigit():
-                continue
-            raw = self._read(key).rstrip(b"\n")
-            lines.append((int(name), raw))
+        lines, replaced = self._stored(), []
+        for number, raw in lines:
             try:
                 seq = json.loads(raw).get("seq")
             except (ValueError, AttributeError):
                 seq = None
-            if seq is not None and seq != int(name):
-                replaced.append(f"{key} holds history entry #{seq}: the object was replaced")
+            if seq is not None and seq != number:
+                replaced.append(f"history/{number:08d}.json holds history entry #{seq}: the object was replaced")
         heads: dict[str, tuple[int, str]] = {}
         try:
             manifests = [o.key for o in self.s3.list(self.prefix + "reports/") if o.key.endswith(".manifest.json")]
