@@ -21,6 +21,7 @@ getent passwd postgres >/dev/null 2>&1 || packages+=(postgresql-common)
 command -v pgbackrest >/dev/null 2>&1 || packages+=(pgbackrest)
 command -v stunnel4 >/dev/null 2>&1 || packages+=(stunnel4)
 command -v openssl >/dev/null 2>&1 || packages+=(openssl)
+command -v jq >/dev/null 2>&1 || packages+=(jq)     # the README's DSSE verification recipe, run by the tests
 command -v lz4 >/dev/null 2>&1 || packages+=(lz4)   # the detection corpus rewrites an archived WAL segment
 
 if [ "${#packages[@]}" -eq 0 ]; then

@@ -351,6 +351,20 @@ class DrillConfig(Strict):
     disk_reserve_mb: int = Field(1024, ge=0, description="free space kept in the workdir beyond a restore's estimate")
     drift: Drift = Drift()
     coverage: Coverage = Coverage()
+    # The durable evidence store (README, "The evidence store"): write-once, read back for history and the chain.
+    evidence_store: str | None = Field(
+        None, description="s3://bucket/prefix where records, history and reports are also written, write-once"
+    )
+    evidence_store_endpoint_url: str | None = Field(None, description="an S3-compatible endpoint for the store")
+    evidence_store_region: str | None = None
+    evidence_store_profile: str | None = None
+
+    @field_validator("evidence_store")
+    @classmethod
+    def _store_url(cls, value: str | None) -> str | None:
+        if value is not None and (not value.startswith("s3://") or len(value.split("/")[2]) == 0):
+            raise ValueError("must be s3://bucket/prefix (the store is an S3 bucket)")
+        return value
 
     @field_validator("databases")
     @classmethod
@@ -358,6 +372,21 @@ class DrillConfig(Strict):
         if not value:
             raise ValueError("names no database to drill")
         return value
+
+    @model_validator(mode="after")
+    def _store_is_not_a_backup_bucket(self) -> DrillConfig:
+        # Drills never write where backups live (rule 2): evidence goes to a bucket of its own.
+        if self.evidence_store is None:
+            return self
+        bucket = self.evidence_store.split("/")[2]
+        for name, database in self.databases.items():
+            source = database.logical.source if database.logical else ""
+            if source.startswith("s3://") and source.split("/")[2] == bucket:
+                raise ValueError(
+                    f"evidence_store is in bucket {bucket}, which holds the backups of {name}: drills never write "
+                    "where backups live, give the evidence a bucket of its own"
+                )
+        return self
 
     def objective(self, database: str, layer: Layer) -> Objective:
         base = self.objectives.get(layer)

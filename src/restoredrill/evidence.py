@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
-from restoredrill import __version__, proc
+from restoredrill import __version__, history_chain, proc
 
 # partial: every check that ran passed, but the selection (-k, node ids) left checks of this drill out.
 Verdict = Literal["passed", "partial", "failed", "could_not_verify"]
@@ -217,9 +217,10 @@ def base_tool_versions() -> dict[str, str]:
     return {"restoredrill": __version__, "python": platform.python_version()}
 
 
-def append_history(reports_dir: Path, record: DrillRecord) -> None:
-    """One line per drill in reports/history.jsonl, carried between runs for trends."""
-    line = {
+def history_line(record: DrillRecord) -> dict[str, object]:
+    """What one drill leaves in the history: counts and timings, never row content (chain fields are added
+    by append_history)."""
+    return {
         "run_id": record.run_id,
         "database": record.database,
         "layer": record.layer,
@@ -233,8 +234,12 @@ def append_history(reports_dir: Path, record: DrillRecord) -> None:
         # drift compares the next drill with this one (names and counts only, never row content)
         "shape": record.shape.model_dump() if record.shape is not None else None,
     }
-    with (reports_dir / "history.jsonl").open("a", encoding="utf-8") as history:
-        history.write(json.dumps(line) + "\n")
+
+
+def append_history(reports_dir: Path, record: DrillRecord) -> bytes:
+    """THE way to add a drill to reports/history.jsonl: one hash-chained line (restoredrill.history_chain);
+    returns the stored bytes. Read it back with history_chain.read_history."""
+    return history_chain.append(reports_dir, history_line(record))
 
 
 def load_records(reports_dir: Path, run_id: str | None = None) -> list[DrillRecord]:

@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from restoredrill import evidence_store
 from restoredrill.config import config_path, load_config
 from restoredrill.durations import format_duration
 from restoredrill.errors import ConfigError
@@ -83,6 +84,12 @@ def run_drills(config_file: str | None, pytest_args: list[str]) -> int:
     reports = writable_folder(config.reports_dir, "the reports folder")
     workdir_base(config.target.workdir)  # a usage error (exit 2) here, not a failed drill later
     before_run(reports, run_id, path, planned)  # a bad signing key stops here; records the plan and the commit
+    console = Console(stderr=False, width=None if os.isatty(1) else 150)
+
+    def say(text: str) -> None:
+        console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+    opened = evidence_store.start(config, reports, say)  # exit 3 here, not after hours of drills
     os.environ["RESTOREDRILL_RUN_ID"] = run_id
     os.environ["RESTOREDRILL_CONFIG"] = str(path)
     junit = reports / "junit" / f"{run_id}.xml"
@@ -113,7 +120,6 @@ def run_drills(config_file: str | None, pytest_args: list[str]) -> int:
         "--log-cli-date-format=%H:%M:%S",
         *pytest_args,
     ]
-    console = Console(stderr=False, width=None if os.isatty(1) else 150)
     console.print(f"[bold]restoredrill[/] run {escape(run_id)}: {escape(str(path))}")
     status = _PytestStatus()
     returned = pytest.main(args, plugins=[status])
@@ -123,9 +129,9 @@ def run_drills(config_file: str | None, pytest_args: list[str]) -> int:
         shutil.copyfile(junit, users_junit)
     judged = judge(load_records(reports, run_id), planned)
     _summary(console, judged, reports, code, pytest_args)
-    reported = after_run(
-        lambda text: console.print(text, markup=False, highlight=False, soft_wrap=True), reports, run_id, path, config
-    )
+    stored = evidence_store.publish_history(opened, reports, say)
+    reported = after_run(say, reports, run_id, path, config)
+    stored = evidence_store.publish_run(opened, reports, run_id, say) and stored
     if code == pytest.ExitCode.INTERRUPTED:
         return EXIT_INTERRUPTED
     if code == pytest.ExitCode.USAGE_ERROR:
@@ -133,8 +139,8 @@ def run_drills(config_file: str | None, pytest_args: list[str]) -> int:
     verdict = evidence_exit_code(code, judged)
     if verdict is None:  # nothing collected: nothing was verified
         return EXIT_COULD_NOT_VERIFY
-    if not reported and verdict in (EXIT_PASSED, EXIT_PARTIAL):
-        return EXIT_COULD_NOT_VERIFY  # green needs the audit report too
+    if not (reported and stored) and verdict in (EXIT_PASSED, EXIT_PARTIAL):
+        return EXIT_COULD_NOT_VERIFY  # green needs the audit report, and its evidence kept where configured
     return verdict
 
 

@@ -34,6 +34,12 @@ def test_valid_config_parses_durations_and_merges_objectives() -> None:
         ({"databases": {"shop": {"logical": {"source": "http://x/"}}}}, "'databases.shop.logical.source' must start"),
         ({"databases": {"shop": {"logicl": {}}}}, "'databases.shop.logicl' is not a known setting"),
         ({"databases": {}}, "'databases' names no database to drill"),
+        ({"evidence_store": "file:///x/"}, "'evidence_store' must be s3://bucket/prefix"),
+        ({"evidence_store": "s3://"}, "'evidence_store' must be s3://bucket/prefix"),
+        (
+            {"evidence_store": "s3://bucket/evidence/"},
+            "evidence_store is in bucket bucket, which holds the backups of shop: drills never write where backups",
+        ),
         ({"objectives": {}}, "no objectives for layer 'logical'"),
         (
             {"databases": {"shop": {"logical": {"source": "s3://b/"}, "checks": {"min_rows": [{"table": "t"}]}}}},

@@ -10,6 +10,7 @@ from restoredrill.coverage import LedgerRow, exit_code, ledger
 from restoredrill.durations import format_duration
 from restoredrill.errors import ConfigError
 from restoredrill.evidence import iso
+from restoredrill.evidence_store import open_evidence_store
 from restoredrill.report.history import load_history
 from restoredrill.verdicts import planned_drills
 
@@ -82,7 +83,10 @@ def coverage(config_file: str | None, reports: Path | None, as_json: bool) -> in
     reports_dir = reports if reports is not None else config.reports_dir
     if reports is not None and not reports.is_dir():
         raise ConfigError(f"the reports folder {reports} does not exist")
-    rows = ledger(planned_drills(config), load_history(reports_dir, []), config.cadence)
+    # the evidence store's history too, when configured: coverage must outlive the CI artifacts
+    rows = ledger(
+        planned_drills(config), load_history(reports_dir, [], store=open_evidence_store(config)), config.cadence
+    )
     if as_json:
         print(render_json(rows))
     else:

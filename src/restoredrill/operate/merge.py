@@ -11,14 +11,15 @@ that drilled the same database, layer and variant (overlapping selectors would o
 
 from __future__ import annotations
 
-import json
 import shutil
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 
+from restoredrill import history_chain
 from restoredrill.errors import ConfigError
 from restoredrill.evidence import DrillRecord, append_history
+from restoredrill.history_chain import HISTORY_FILE
 from restoredrill.report.context import RunContext, context_path, write_run_context
 from restoredrill.report.records import RunRecords, load_run
 
@@ -67,24 +68,20 @@ def _check_overlap(runs: list[RunRecords]) -> None:
             seen[key] = run.reports_dir
 
 
-def _carried_history(runs: list[RunRecords], out: Path) -> list[str]:
-    """History lines of EARLIER runs the jobs carried (e.g. downloaded from the previous workflow run)."""
+def _carried_history(runs: list[RunRecords], out: Path) -> list[bytes]:
+    """History lines of EARLIER runs the jobs carried (e.g. downloaded from the previous workflow run), verbatim:
+    their hash chain (and the head the previous report recorded) stays intact. Jobs carry the same history;
+    the longest is taken, and lines already in `out` are not repeated."""
     jobs = {run.run_id for run in runs}
-    existing = (
-        (out / "history.jsonl").read_text(encoding="utf-8").splitlines() if (out / "history.jsonl").exists() else []
-    )
-    seen, carried = set(existing), []
+    carried: list[bytes] = []
     for run in runs:
-        path = run.reports_dir / "history.jsonl"
-        for line in path.read_text(encoding="utf-8", errors="replace").splitlines() if path.is_file() else []:
-            try:
-                run_id = json.loads(line).get("run_id")
-            except (ValueError, AttributeError):
-                continue
-            if run_id not in jobs and line not in seen:
-                seen.add(line)
-                carried.append(line)
-    return carried
+        lines = [e.raw for e in history_chain.parse(run.reports_dir / HISTORY_FILE).entries if e.run not in jobs]
+        carried = lines if len(lines) > len(carried) else carried
+    existing = [e.raw for e in history_chain.parse(out / HISTORY_FILE).entries]
+    if carried[: len(existing)] == existing:
+        return carried[len(existing) :]
+    seen = set(existing)
+    return [line for line in carried if line not in seen]  # a diverged history: verify-report will name it
 
 
 def _context(runs: list[RunRecords], out: Path, run_id: str, config_file: Path | None) -> None:
@@ -151,8 +148,8 @@ def merge(folders: list[Path], out: Path, run_id: str | None, config_file: Path 
     out.mkdir(parents=True, exist_ok=True)
     carried = _carried_history(runs, out)
     if carried:
-        with (out / "history.jsonl").open("a", encoding="utf-8") as history:
-            history.write("\n".join(carried) + "\n")
+        with (out / HISTORY_FILE).open("ab") as history:
+            history.write(b"".join(line + b"\n" for line in carried))
     records = []
     evidence = out / "evidence"
     evidence.mkdir(parents=True, exist_ok=True)

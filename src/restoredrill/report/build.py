@@ -11,6 +11,8 @@ from typing import Any
 
 from restoredrill.errors import CouldNotVerify
 from restoredrill.evidence import DrillRecord, iso, utcnow
+from restoredrill.evidence_store import EvidenceStore
+from restoredrill.history_chain import read_history
 from restoredrill.report.allure import build_allure
 from restoredrill.report.context import read_run_context
 from restoredrill.report.history import key_of, load_history, parse_time
@@ -36,6 +38,7 @@ class Built:
     html: Path
     manifest: Path
     signature: Path | None
+    envelope: Path | None  # the DSSE envelope (in-toto Statement) beside a signed manifest
     allure: Path | None
     allure_error: str | None
     summary: Path | None
@@ -100,6 +103,7 @@ def build_report(
     expected: list[PlannedDrill] | None = None,
     allure: bool = False,
     signing_key: str | Path | None = None,
+    store: EvidenceStore | None = None,
 ) -> Built:
     """Render everything for one run (the newest when run_id is None). Bad input raises ConfigError."""
     started = time.monotonic()
@@ -114,7 +118,7 @@ def build_report(
     context, context_file = read_run_context(reports_dir, run.run_id, config_file)
     recorded = context.planned_drills()  # the plan written at run start wins over today's configuration
     planned = recorded if recorded is not None else expected
-    history = load_history(reports_dir, records, up_to_run=run.run_id)
+    history = load_history(reports_dir, records, up_to_run=run.run_id, store=store)  # the store's, when one
     drills = []
     for index, (record, path) in enumerate(pairs, start=1):
         points = history.series.get(key_of(record), [])
@@ -153,13 +157,19 @@ def build_report(
         except CouldNotVerify as exc:
             allure_error = str(exc)
     written = write_manifest(
-        reports_dir, base, run.run_id, [html_path, *covered, *([allure_path] if allure_path else [])], key
+        reports_dir,
+        base,
+        run.run_id,
+        [html_path, *covered, *([allure_path] if allure_path else [])],
+        key,
+        history_head=read_history(reports_dir).head,
     )
     summary = append_step_summary(view, html_path.name)
     return Built(
         html=html_path,
         manifest=written[0],
         signature=written[1] if len(written) > 1 else None,
+        envelope=written[2] if len(written) > 2 else None,
         allure=allure_path,
         allure_error=allure_error,
         summary=summary,

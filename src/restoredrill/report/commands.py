@@ -8,7 +8,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from restoredrill.errors import RestoreDrillError
+from restoredrill.errors import ConfigError, RestoreDrillError
+from restoredrill.evidence_store import EvidenceStore, open_evidence_store
 from restoredrill.report.build import Built, build_report
 from restoredrill.report.context import write_run_context
 from restoredrill.report.integrity import load_public_key, load_signing_key, verify_folder
@@ -44,6 +45,14 @@ def add_parsers(sub: Any) -> None:
     verify.add_argument(
         "--public-key", type=Path, default=None, help="Ed25519 public key (PEM) the signature must match"
     )
+    verify.add_argument(
+        "--evidence-store",
+        default=None,
+        metavar="S3_URL",
+        help="check the history chain kept in an evidence store (s3://bucket/prefix) instead of a folder",
+    )
+    verify.add_argument("--endpoint-url", default=None, help="S3-compatible endpoint of the evidence store")
+    verify.add_argument("--region", default=None, help="region of the evidence store's bucket")
 
 
 def _config(explicit: str | None) -> tuple[Path | None, Any]:
@@ -65,6 +74,7 @@ def run_report(args: argparse.Namespace) -> int:
         expected=planned_drills(config) if config else None,
         allure=args.allure,
         signing_key=args.signing_key,
+        store=open_evidence_store(config) if config else None,  # history read back from the evidence store
     )
     print(describe(built))
     if built.allure_error:
@@ -79,6 +89,8 @@ def describe(built: Built) -> str:
         f"{built.seconds:.2f} s)",
         f"manifest: {built.manifest}" + (f" (signed: {built.signature.name})" if built.signature else " (not signed)"),
     ]
+    if built.envelope:
+        lines.append(f"attestation: {built.envelope} (in-toto Statement v1 in a DSSE envelope, Ed25519)")
     if built.allure:
         lines.append(f"allure: {built.allure}")
     if built.summary:
@@ -86,7 +98,25 @@ def describe(built: Built) -> str:
     return "\n".join(lines)
 
 
+def _verify_store(args: argparse.Namespace) -> int:
+    if not str(args.evidence_store).startswith("s3://") or not args.evidence_store[5:].split("/")[0]:
+        raise ConfigError(f"--evidence-store {args.evidence_store} must be s3://bucket/prefix")
+    store = EvidenceStore(args.evidence_store, args.endpoint_url, args.region, None)
+    check = store.verify()
+    for note in check.notes:
+        print(f"note: {note}")
+    if check.problems:
+        for problem in check.problems:
+            print(f"TAMPERED: {problem}")
+        print(f"restoredrill: the history in {args.evidence_store} does NOT verify: {len(check.problems)} problem(s)")
+        return EXIT_TAMPERED
+    print(f"history: {check.chained} hash-chained line(s) intact in {args.evidence_store}")
+    return EXIT_OK
+
+
 def run_verify(args: argparse.Namespace) -> int:
+    if args.evidence_store:
+        return _verify_store(args)
     trusted = load_public_key(args.public_key) if args.public_key else None
     result = verify_folder(args.folder, trusted)
     for note in result.notes:
@@ -100,7 +130,13 @@ def run_verify(args: argparse.Namespace) -> int:
         )
         return EXIT_TAMPERED
     signed = f", {len(result.signed)} signature(s) valid" if result.signed else ", unsigned"
+    if result.envelopes:
+        signed += f", {len(result.envelopes)} DSSE envelope(s) valid"
     print(f"verified: {result.files} file(s) in {len(result.manifests)} manifest(s) match their SHA-256{signed}")
+    if result.history is not None:
+        chain = result.history
+        legacy = f" ({chain.legacy} legacy line(s) without a hash)" if chain.legacy else ""
+        print(f"history: {chain.chained} hash-chained line(s) intact{legacy}")
     return EXIT_OK
 
 

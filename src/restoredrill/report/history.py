@@ -8,8 +8,13 @@ import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from restoredrill.evidence import DrillRecord
+from restoredrill.history_chain import read_history
+
+if TYPE_CHECKING:
+    from restoredrill.evidence_store import EvidenceStore
 
 Key = tuple[str, str, str | None]  # (database, layer, variant)
 
@@ -116,21 +121,15 @@ def _from_evidence(reports_dir: Path) -> tuple[dict[Key, dict[str, Point]], set[
     return series, covered
 
 
-def load_history(reports_dir: Path, current: list[DrillRecord], up_to_run: str | None = None) -> History:
+def load_history(
+    reports_dir: Path, current: list[DrillRecord], up_to_run: str | None = None, store: EvidenceStore | None = None
+) -> History:
     """Every drill's points up to (and including) the current run; the current records always win."""
     series, covered = _from_evidence(reports_dir)
-    unreadable = 0
-    path = reports_dir / "history.jsonl"
-    lines = path.read_text(encoding="utf-8", errors="replace").splitlines() if path.is_file() else []
-    for raw in lines:
-        if not raw.strip():
-            continue
-        try:
-            parsed = json.loads(raw)
-        except json.JSONDecodeError:
-            unreadable += 1
-            continue
-        found = _point(parsed) if isinstance(parsed, dict) else None
+    log = read_history(reports_dir, store)
+    unreadable = len(log.unreadable)
+    for line in log.entries:
+        found = _point(line.data)
         if found is None:
             unreadable += 1
             continue

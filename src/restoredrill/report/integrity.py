@@ -20,9 +20,11 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from restoredrill import __version__, proc
+from restoredrill import __version__, history_chain, proc
 from restoredrill.errors import ConfigError
 from restoredrill.evidence import iso, utcnow
+from restoredrill.history_chain import HISTORY_FILE
+from restoredrill.report import attestation
 
 FORMAT = "restoredrill-manifest/1"
 MANIFEST_SUFFIX = ".manifest.json"
@@ -101,9 +103,15 @@ def load_public_key(path: Path) -> Ed25519PublicKey:
 
 
 def write_manifest(
-    reports_dir: Path, name: str, run_id: str, files: list[Path], key: Ed25519PrivateKey | None
+    reports_dir: Path,
+    name: str,
+    run_id: str,
+    files: list[Path],
+    key: Ed25519PrivateKey | None,
+    history_head: tuple[int, str] | None = None,
 ) -> list[Path]:
-    """`<name>.manifest.json` with the hash of each file (relative to reports_dir), and its signature."""
+    """`<name>.manifest.json` with the hash of each file (relative to reports_dir) and the history head, its
+    signature, and the same as a signed DSSE envelope (in-toto Statement) for standard tooling."""
     entries = [
         {"path": p.relative_to(reports_dir).as_posix(), "sha256": sha256_file(p), "size": p.stat().st_size}
         for p in files
@@ -115,6 +123,9 @@ def write_manifest(
         "generator": f"restoredrill {__version__}",
         "files": entries,
     }
+    if history_head is not None:
+        # The chain's last line has no successor to anchor it: the manifest does, so a cut tail is detected.
+        manifest["history"] = {"file": HISTORY_FILE, "entries": history_head[0], "head_sha256": history_head[1]}
     path = reports_dir / f"{name}{MANIFEST_SUFFIX}"
     body = (json.dumps(manifest, indent=2) + "\n").encode()
     path.write_bytes(body)
@@ -133,8 +144,14 @@ def write_manifest(
         }
         signature_path.write_text(json.dumps(signature, indent=2) + "\n", encoding="utf-8")
         written.append(signature_path)
+        dsse = attestation.envelope_path(path, MANIFEST_SUFFIX)
+        body = attestation.statement(path.name, hashlib.sha256(body).hexdigest(), manifest)
+        dsse.write_text(json.dumps(attestation.envelope(body, key, key_id(public)), indent=2) + "\n")
+        written.append(dsse)
     else:
-        signature_path.unlink(missing_ok=True)  # a stale signature of an earlier manifest would not verify
+        # A stale signature or envelope of an earlier manifest would not verify.
+        signature_path.unlink(missing_ok=True)
+        attestation.envelope_path(path, MANIFEST_SUFFIX).unlink(missing_ok=True)
     return written
 
 
@@ -145,6 +162,8 @@ class Verification:
     signed: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    envelopes: list[str] = field(default_factory=list)  # DSSE envelopes whose signature verified
+    history: history_chain.ChainCheck | None = None
 
 
 def _inside(folder: Path, relative: str) -> Path | None:
@@ -152,31 +171,72 @@ def _inside(folder: Path, relative: str) -> Path | None:
     return candidate if candidate.is_relative_to(folder.resolve()) and not Path(relative).is_absolute() else None
 
 
-def _check_signature(manifest: Path, body: bytes, trusted: Ed25519PublicKey | None, result: Verification) -> None:
+def _check_signature(
+    manifest: Path, body: bytes, trusted: Ed25519PublicKey | None, result: Verification
+) -> Ed25519PublicKey | None:
+    """The manifest's signature; returns the key it verified with (None when unsigned or bad)."""
     sig_path = manifest.with_name(manifest.name.removesuffix(MANIFEST_SUFFIX) + SIGNATURE_SUFFIX)
     if not sig_path.exists():
         if trusted is not None:
             result.problems.append(f"{manifest.name} is not signed, but a public key was given to check it with")
-        return
+        return None
     try:
         sig = json.loads(sig_path.read_text(encoding="utf-8"))
         signature = base64.b64decode(sig["signature"], validate=True)
         embedded = Ed25519PublicKey.from_public_bytes(base64.b64decode(sig["public_key"], validate=True))
     except (OSError, ValueError, KeyError, TypeError):
         result.problems.append(f"{sig_path.name} is not a readable signature file")
-        return
+        return None
     key = trusted or embedded
     try:
         key.verify(signature, body)
     except InvalidSignature:
         who = "the given public key" if trusted else f"its own key {key_id(embedded)}"
         result.problems.append(f"the signature of {manifest.name} does not verify with {who}: the manifest was altered")
-        return
+        return None
     result.signed.append(manifest.name)
     if trusted is None:
         result.notes.append(
             f"{manifest.name} is signed by key {key_id(embedded)}; pass --public-key to check it is your key"
         )
+    return key
+
+
+def _check_envelope(folder: Path, manifest: Path, key: Ed25519PublicKey | None, result: Verification) -> None:
+    path = attestation.envelope_path(manifest, MANIFEST_SUFFIX)
+    if not path.exists():
+        if key is not None:
+            result.notes.append(f"{manifest.name} has no DSSE envelope ({path.name}): signed before envelopes existed")
+        return
+    problems, checked = attestation.check_envelope(path, folder, manifest, key)
+    result.problems += problems
+    if checked and not problems:
+        result.envelopes.append(path.name)
+    elif not checked:
+        result.problems.append(
+            f"{path.name} cannot be checked: {manifest.name} has no valid signature to take a key from"
+        )
+
+
+def manifest_head(data: dict[str, object]) -> tuple[int, str] | None:
+    found = data.get("history")
+    if not isinstance(found, dict):
+        return None
+    entries, digest = found.get("entries"), found.get("head_sha256")
+    return (entries, digest) if isinstance(entries, int) and isinstance(digest, str) else None
+
+
+def _check_history(folder: Path, heads: dict[str, tuple[int, str]], result: Verification) -> None:
+    """The hash chain of history.jsonl, anchored by the head each manifest recorded."""
+    path = folder / HISTORY_FILE
+    if not path.is_file():
+        if heads:
+            result.problems.append(f"{HISTORY_FILE} is missing, but {', '.join(sorted(heads))} recorded its head")
+        return
+    check = history_chain.verify(history_chain.parse(path), heads)
+    result.history = check
+    result.problems += check.problems
+    result.notes += check.notes
 
 
 def verify_folder(folder: Path, trusted: Ed25519PublicKey | None = None) -> Verification:
@@ -187,6 +247,7 @@ def verify_folder(folder: Path, trusted: Ed25519PublicKey | None = None) -> Veri
     if not manifests:
         raise ConfigError(f"{folder} holds no report manifest (*{MANIFEST_SUFFIX}): nothing to verify")
     result = Verification()
+    heads: dict[str, tuple[int, str]] = {}
     for manifest in manifests:
         result.manifests.append(manifest.name)
         body = manifest.read_bytes()
@@ -198,7 +259,11 @@ def verify_folder(folder: Path, trusted: Ed25519PublicKey | None = None) -> Veri
         except (ValueError, KeyError, TypeError):
             result.problems.append(f"{manifest.name} is not a readable restoredrill manifest")
             continue
-        _check_signature(manifest, body, trusted, result)
+        key = _check_signature(manifest, body, trusted, result)
+        _check_envelope(folder, manifest, key, result)
+        head = manifest_head(data)
+        if head is not None:
+            heads[manifest.name] = head
         for relative, digest, size in entries:
             path = _inside(folder, relative)
             if path is None:
@@ -209,4 +274,5 @@ def verify_folder(folder: Path, trusted: Ed25519PublicKey | None = None) -> Veri
                 result.problems.append(f"{relative} does not match its SHA-256 in {manifest.name}: it was changed")
             else:
                 result.files += 1
+    _check_history(folder, heads, result)
     return result
