@@ -26,7 +26,7 @@ from restoredrill.evidence import CheckRecord, iso, utcnow
 from restoredrill.layers import rds_api
 from restoredrill.layers.base import CheckFunction, Drill, Log
 from restoredrill.operate import progress
-from restoredrill.targets.local import Connection
+from restoredrill.targets.connection import Connection
 
 
 class RdsDrill(Drill):

@@ -21,7 +21,8 @@ import psycopg
 from restoredrill import proc
 from restoredrill.errors import CouldNotVerify
 from restoredrill.targets import watchdog
-from restoredrill.targets.local import RESTORE_SETTINGS, Connection, free_port, process_alive
+from restoredrill.targets.connection import Connection
+from restoredrill.targets.local import RESTORE_SETTINGS, free_port, process_alive
 
 LABEL = "restoredrill"
 RUN_LABEL = "restoredrill.run-id"

@@ -12,7 +12,6 @@ import shutil
 import socket
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
@@ -21,6 +20,7 @@ import psycopg
 from restoredrill import proc
 from restoredrill.errors import ConfigError, CouldNotVerify
 from restoredrill.folders import writable_folder
+from restoredrill.targets.connection import Connection
 
 MARKER = "restoredrill-target.json"
 PREFIX = "restoredrill-"
@@ -72,36 +72,6 @@ def workdir_base(configured: Path | None = None) -> Path:
             f"path; pick a workdir of at most {room} bytes (target.workdir or RESTOREDRILL_WORKDIR)"
         )
     return base
-
-
-@dataclass(frozen=True)
-class Connection:
-    host: str
-    port: int
-    user: str
-    password: str
-    sslmode: str = "disable"  # loopback and unix sockets; a cloud endpoint asks for "require"
-
-    def conninfo(self, dbname: str) -> str:
-        return psycopg.conninfo.make_conninfo(
-            host=self.host, port=self.port, user=self.user, dbname=dbname, connect_timeout=10, sslmode=self.sslmode
-        )
-
-    def env(self) -> dict[str, str]:
-        """Credentials for libpq tools, passed by environment so they never show in `ps`."""
-        return {"PGPASSWORD": self.password, "PGSSLMODE": self.sslmode}
-
-    def connect(self, dbname: str, autocommit: bool = True) -> psycopg.Connection:
-        return psycopg.connect(self.conninfo(dbname), password=self.password, autocommit=autocommit)
-
-    def server_version(self) -> str:
-        with self.connect("postgres") as conn:
-            row = conn.execute("SHOW server_version").fetchone()
-        return str(row[0]) if row else "unknown"
-
-    def create_database(self, name: str) -> None:
-        with self.connect("postgres") as conn:
-            conn.execute(psycopg.sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(psycopg.sql.Identifier(name)))
 
 
 class ServerFolder:

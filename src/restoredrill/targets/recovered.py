@@ -26,11 +26,11 @@ import psycopg
 from restoredrill import proc
 from restoredrill.errors import BackupDefect, CouldNotVerify
 from restoredrill.layers.replay import format_lsn, last_restored_segment, redo_done_lsn, stop_cause
+from restoredrill.targets.connection import Connection
 from restoredrill.targets.container import ContainerInstance, chown_tree
 from restoredrill.targets.local import (
     MARKER,
     PREFIX,
-    Connection,
     ServerFolder,
     free_port,
     postmaster_ready,
