@@ -109,6 +109,7 @@ class RecoveredInstance(ServerFolder):
         self.connection: Connection | None = None
         self.recovery_s: float | None = None
         self.server: proc.Server | None = None
+        self.image_info: dict[str, str] = {}  # the container variant's image, once it ran
 
     def __enter__(self) -> RecoveredInstance:
         return self
@@ -272,7 +273,6 @@ class ContainerRecoveredInstance(RecoveredInstance):
         self.start_timeout = start_timeout
         self.prefetch = prefetch
         self.container: ContainerInstance | None = None
-        self.image_info: dict[str, str] = {}
 
     def extra_settings(self) -> dict[str, str]:
         assert self.root is not None
