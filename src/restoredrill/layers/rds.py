@@ -27,6 +27,7 @@ from restoredrill.layers import rds_api
 from restoredrill.layers.base import CheckFunction, Drill, Log
 from restoredrill.operate import progress
 from restoredrill.targets.connection import Connection
+from restoredrill.waiting import wait_until
 
 
 class RdsDrill(Drill):
@@ -220,9 +221,10 @@ class RdsDrill(Drill):
         return Connection(host, port, user, password, sslmode)
 
     def _wait_until_usable(self, identifier: str, started: float) -> Connection:
-        deadline = started + self.source.available_timeout
         status, last_error, next_log = "unknown", "", 0.0
-        while True:
+
+        def usable() -> Connection | None:
+            nonlocal status, last_error, next_log
             described = self.rds.describe_db_instances(DBInstanceIdentifier=identifier)["DBInstances"][0]
             status = described.get("DBInstanceStatus", "unknown")
             self.record.target_info.instance = read_back(described)
@@ -241,14 +243,19 @@ class RdsDrill(Drill):
             if time.monotonic() >= next_log:
                 self.log(f"{self.database}: {identifier} is {status} after {format_duration(elapsed)}")
                 next_log = time.monotonic() + 60
-            if time.monotonic() > deadline:
-                raise CouldNotVerify(
-                    f"the restored instance {identifier} never became usable within "
-                    f"{format_duration(self.source.available_timeout)} (status {status}"
-                    + (f"; {last_error}" if last_error else "")
-                    + ")"
-                )
-            time.sleep(min(self.source.poll_interval, max(0.0, deadline - time.monotonic())) or 0.1)
+            return None
+
+        return wait_until(
+            usable,
+            timeout=started + self.source.available_timeout - time.monotonic(),  # RTO counts from the restore call
+            interval=self.source.poll_interval or 0.1,  # a configured 0 never spins
+            timed_out=lambda: (
+                f"the restored instance {identifier} never became usable within "
+                f"{format_duration(self.source.available_timeout)} (status {status}"
+                + (f"; {last_error}" if last_error else "")
+                + ")"
+            ),
+        )
 
     # ----- stage 2 -----------------------------------------------------------------------------------
     def database_checks(self) -> dict[str, CheckFunction]:
