@@ -18,6 +18,7 @@ import pytest
 from restoredrill import pgtools
 from restoredrill.backup import backup_logical
 from restoredrill.targets.local import LocalInstance
+from restoredrill.waiting import wait_until
 from tests.conftest import AWS_ENV, Drill, leftovers, listening_ports_of, run_cli, traversable_tempdir
 
 pytestmark = pytest.mark.integration
@@ -43,14 +44,16 @@ def big_backup() -> Iterator[Path]:
 
 
 def _wait_for_pg_restore(workdir: Path, timeout: float = 60) -> psutil.Process:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def running() -> psutil.Process | None:
         for process in psutil.process_iter(["name", "cmdline"]):
             cmdline = " ".join(process.info["cmdline"] or [])
             if process.info["name"] == "pg_restore" and str(workdir) in cmdline:
                 return process
-        time.sleep(0.02)
-    raise AssertionError("pg_restore never started")
+        return None
+
+    return wait_until(
+        running, timeout=timeout, interval=0.02, timed_out=lambda: "pg_restore never started", error=AssertionError
+    )
 
 
 def _start_run(drill: Drill, sigint: Callable[[], object] | None = None, *pytest_args: str) -> subprocess.Popen[str]:
@@ -128,10 +131,20 @@ def test_janitor_removes_what_a_crashed_drill_left_and_spares_live_ones(workdir:
 
 
 def _wait_gone(still_there: Callable[[], list], timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while (found := still_there()) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert found == [], f"still there after {timeout:.0f} s: {found}"
+    found: list = []
+
+    def gone() -> bool:
+        nonlocal found
+        found = still_there()
+        return found == []
+
+    wait_until(
+        gone,
+        timeout=timeout,
+        interval=0.1,
+        timed_out=lambda: f"still there after {timeout:.0f} s: {found}",
+        error=AssertionError,
+    )
 
 
 def _started_by(cli: subprocess.Popen[str], workdir: Path) -> list[psutil.Process]:

@@ -21,6 +21,7 @@ import pytest
 
 from restoredrill.errors import CouldNotVerify
 from restoredrill.targets.container import LABEL, OWNER_LABEL, RUN_LABEL, docker_client
+from restoredrill.waiting import wait_until
 from tests.conftest import AWS_ENV, Drill, run_cli, traversable_tempdir
 from tests.pgbackrest_support import Repo, drill_config
 
@@ -145,10 +146,13 @@ def start_run_until_its_container_exists(engine: Any, drill: Drill, host: str | 
     if host is not None:  # a host name of its own (a new UTS namespace); exec keeps the pid the run's
         command = ["unshare", "--uts", "--", "sh", "-c", f'hostname {host} && exec "$@"', "sh", *command]
     cli = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not owned_by(engine, cli.pid, host):
-        time.sleep(0.05)
-    assert owned_by(engine, cli.pid, host), "the drill should have started its container"
+    wait_until(
+        lambda: owned_by(engine, cli.pid, host),
+        timeout=60,
+        interval=0.05,
+        timed_out=lambda: "the drill should have started its container",
+        error=AssertionError,
+    )
     return cli
 
 
@@ -172,10 +176,13 @@ def test_kill_9_of_a_run_removes_its_container_at_once(engine: Any, drill: Drill
     try:
         cli.kill()
         cli.communicate(timeout=30)
-        killed = time.monotonic()
-        while owned_by(engine, cli.pid, host) and time.monotonic() < killed + 10:
-            time.sleep(0.1)
-        assert owned_by(engine, cli.pid, host) == [], "the container outlived its run"
+        wait_until(
+            lambda: owned_by(engine, cli.pid, host) == [],
+            timeout=10,
+            interval=0.1,
+            timed_out=lambda: "the container outlived its run",
+            error=AssertionError,
+        )
     finally:
         for leftover in engine.containers.list(all=True, filters={"label": f"{OWNER_LABEL}={host}:{cli.pid}"}):
             leftover.remove(force=True, v=True)
