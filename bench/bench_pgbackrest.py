@@ -62,7 +62,7 @@ from bench_logical import (
     terminate,
 )
 
-from restoredrill.demo_physical import STANZA, make_pgbackrest_repo
+from restoredrill.demo_pgbackrest import STANZA, make_pgbackrest_repo
 from restoredrill.targets.local import LocalInstance, free_port
 from restoredrill.targets.recovered import OVERRIDES
 from restoredrill.waiting import wait_until

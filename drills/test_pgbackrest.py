@@ -12,12 +12,12 @@ from __future__ import annotations
 import allure
 
 from fixtures.items import run_item
-from restoredrill.layers.physical import PhysicalDrill
+from restoredrill.layers.pgbackrest import PgBackRestDrill
 
 
 @allure.epic("restore drills")
-@allure.feature("physical (pgBackRest)")
-def test_pgbackrest(pgbackrest_case: tuple[str, str, str], pgbackrest_drill: PhysicalDrill) -> None:
+@allure.feature("pgBackRest")
+def test_pgbackrest(pgbackrest_case: tuple[str, str, str], pgbackrest_drill: PgBackRestDrill) -> None:
     database, kind, check = pgbackrest_case
     allure.dynamic.story(f"{database} ({kind})")
     run_item(

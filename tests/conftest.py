@@ -120,7 +120,7 @@ def backup_template() -> Iterator[Path]:
 
 
 @dataclass
-class Drill:
+class DrillScenario:
     """One drill scenario: its own copy of the backups, its config, its workdir."""
 
     root: Path
@@ -193,11 +193,11 @@ def run_cli(
 
 
 @pytest.fixture
-def drill(backup_template: Path, workdir: Path) -> Iterator[Drill]:
+def drill(backup_template: Path, workdir: Path) -> Iterator[DrillScenario]:
     root = traversable_tempdir("rd-drill-")
     store = root / "backups"
     shutil.copytree(backup_template, store)
-    scenario = Drill(root, store, workdir)
+    scenario = DrillScenario(root, store, workdir)
     yield scenario
     shutil.rmtree(root, ignore_errors=True)
 

@@ -19,7 +19,7 @@ from restoredrill import pgtools
 from restoredrill.backup import backup_logical
 from restoredrill.targets.local import LocalInstance
 from restoredrill.waiting import wait_until
-from tests.conftest import AWS_ENV, Drill, leftovers, listening_ports_of, run_cli, traversable_tempdir
+from tests.conftest import AWS_ENV, DrillScenario, leftovers, listening_ports_of, run_cli, traversable_tempdir
 
 pytestmark = pytest.mark.integration
 BIG_ROWS = 2_500_000
@@ -56,7 +56,9 @@ def _wait_for_pg_restore(workdir: Path, timeout: float = 60) -> psutil.Process:
     )
 
 
-def _start_run(drill: Drill, sigint: Callable[[], object] | None = None, *pytest_args: str) -> subprocess.Popen[str]:
+def _start_run(
+    drill: DrillScenario, sigint: Callable[[], object] | None = None, *pytest_args: str
+) -> subprocess.Popen[str]:
     env = {**os.environ, **AWS_ENV, "RESTOREDRILL_WORKDIR": str(drill.workdir)}
     return subprocess.Popen(
         [sys.executable, "-m", "restoredrill.cli", "run", "--config", str(drill.root / "drills.toml"), *pytest_args],
@@ -75,7 +77,7 @@ def _ignore_sigint() -> None:
 
 @pytest.mark.parametrize("inherited", [None, _ignore_sigint], ids=["sigint-default", "sigint-ignored-by-the-shell"])
 def test_sigint_during_restore_leaves_nothing_behind(
-    big_backup: Path, drill: Drill, inherited: Callable[[], None] | None
+    big_backup: Path, drill: DrillScenario, inherited: Callable[[], None] | None
 ) -> None:
     drill.write_config(source=f"file://{big_backup}/postgres/logical/")
     cli = _start_run(drill, inherited)
@@ -169,7 +171,7 @@ def _alive(processes: list[psutil.Process]) -> list[str]:
 
 
 @pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["in-process", "xdist-workers"])
-def test_kill_9_of_a_run_leaves_nothing_running(big_backup: Path, drill: Drill, workers: list[str]) -> None:
+def test_kill_9_of_a_run_leaves_nothing_running(big_backup: Path, drill: DrillScenario, workers: list[str]) -> None:
     drill.write_config(source=f"file://{big_backup}/postgres/logical/")
     cli = _start_run(drill, None, *workers)
     processes: list[psutil.Process] = []
@@ -271,7 +273,7 @@ def _crash_in(workdir: Path) -> Path:
 
 
 @pytest.mark.parametrize("how", ["option", "environment", "current-folder"])
-def test_plain_janitor_scans_the_configured_workdir(drill: Drill, how: str) -> None:
+def test_plain_janitor_scans_the_configured_workdir(drill: DrillScenario, how: str) -> None:
     config = drill.write_config()  # [target] workdir = drill.workdir
     orphan = _crash_in(drill.workdir)
     elsewhere = traversable_tempdir("rd-elsewhere-")
@@ -284,7 +286,7 @@ def test_plain_janitor_scans_the_configured_workdir(drill: Drill, how: str) -> N
         subprocess.run(["rm", "-rf", str(elsewhere)], check=False)
 
 
-def test_the_next_run_cleans_the_configured_workdir(drill: Drill) -> None:
+def test_the_next_run_cleans_the_configured_workdir(drill: DrillScenario) -> None:
     drill.write_config()
     orphan = _crash_in(drill.workdir)
     elsewhere = traversable_tempdir("rd-elsewhere-")

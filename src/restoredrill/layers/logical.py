@@ -22,7 +22,7 @@ from restoredrill.durations import format_duration
 from restoredrill.errors import BackupDefect, CouldNotVerify
 from restoredrill.evidence import CheckRecord, iso, utcnow
 from restoredrill.layers import logical_records as records
-from restoredrill.layers.base import CheckFunction, Drill, Log
+from restoredrill.layers.base import CheckFunction, LayerDrill, Log
 from restoredrill.layers.logical_keys import DumpKey, dumps_of, recovery_point
 from restoredrill.manifest import Manifest
 from restoredrill.operate import preflight, progress
@@ -51,7 +51,7 @@ def restore_messages(stderr: str) -> list[str]:
     return errors
 
 
-class LogicalDrill(Drill):
+class LogicalDrill(LayerDrill):
     layer = "logical"
     timing_checks = TIMING_CHECKS
 

@@ -24,13 +24,13 @@ from restoredrill.durations import format_duration
 from restoredrill.errors import BackupDefect, CouldNotVerify
 from restoredrill.evidence import CheckRecord, iso, utcnow
 from restoredrill.layers import rds_api
-from restoredrill.layers.base import CheckFunction, Drill, Log
+from restoredrill.layers.base import CheckFunction, LayerDrill, Log
 from restoredrill.operate import progress
 from restoredrill.targets.connection import Connection
 from restoredrill.waiting import wait_until
 
 
-class RdsDrill(Drill):
+class RdsDrill(LayerDrill):
     layer = "rds"
 
     def __init__(self, config: DrillConfig, database: str, run_id: str, log: Log = lambda _m: None) -> None:

@@ -30,7 +30,7 @@ from restoredrill.config import DrillConfig, PgBackRestSource
 from restoredrill.durations import format_duration, parse_duration
 from restoredrill.errors import BackupDefect, ConfigError, CouldNotVerify, RestoreDrillError
 from restoredrill.evidence import CheckRecord, iso, utcnow
-from restoredrill.layers.base import CheckFunction, Drill, Log
+from restoredrill.layers.base import CheckFunction, LayerDrill, Log
 from restoredrill.layers.pgbackrest_errors import classify, error_text
 from restoredrill.layers.pgbackrest_repo import BackupSet, PgBackRest, StanzaInfo, restored_set
 from restoredrill.layers.replay import (
@@ -142,7 +142,7 @@ def no_commit_after_target(last_commit: datetime, target: datetime) -> CouldNotV
     )
 
 
-class PhysicalDrill(Drill):
+class PgBackRestDrill(LayerDrill):
     layer = "pgbackrest"
 
     def __init__(
