@@ -8,7 +8,7 @@ export PATH := $(BIN):$(PATH)
 # Tests run two workers on two cores; override with `make test WORKERS=4`.
 WORKERS ?= 2
 
-.PHONY: demo test install system python lint bench clean docker detection detection-logical detection-physical
+.PHONY: demo test install system python lint bench clean docker detection detection-logical detection-pgbackrest
 
 demo: install
 	$(BIN)/restoredrill demo
@@ -52,8 +52,8 @@ detection-logical: install
 bench: install
 	$(BIN)/python bench/bench_logical.py
 
-detection-physical: install
-	$(BIN)/python -m tests.detection_all --layer pgbackrest --healthy-runs 3 --markdown reports/detection-physical.md
+detection-pgbackrest: install
+	$(BIN)/python -m tests.detection_all --layer pgbackrest --healthy-runs 3 --markdown reports/detection-pgbackrest.md
 
 clean:
 	rm -rf $(VENV) .demo reports/evidence reports/allure-results reports/junit

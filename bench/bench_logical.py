@@ -46,6 +46,7 @@ import psycopg
 
 import restoredrill
 from restoredrill.targets.local import LocalInstance, free_port
+from restoredrill.waiting import wait_until
 
 BINDIR = Path("/usr/lib/postgresql/15/bin")
 BUCKET = "bench-backups"
@@ -188,19 +189,24 @@ def chown_server_user(path: Path) -> None:
 
 
 def wait_http(port: int, timeout_s: float = 30) -> None:
-    deadline = time.monotonic() + timeout_s
-    while True:
+    def answers() -> bool:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
         try:
             conn.request("GET", "/")
             conn.getresponse().read()
-            return
+            return True
         except OSError:
-            if time.monotonic() > deadline:
-                raise BenchError(f"moto_server did not answer on port {port} within {timeout_s:.0f} s") from None
-            time.sleep(0.1)
+            return False
         finally:
             conn.close()
+
+    wait_until(
+        answers,
+        timeout=timeout_s,
+        interval=0.1,
+        timed_out=lambda: f"moto_server did not answer on port {port} within {timeout_s:.0f} s",
+        error=BenchError,
+    )
 
 
 def start_moto(stack: contextlib.ExitStack, work: Path) -> str:

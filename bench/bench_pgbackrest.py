@@ -62,9 +62,10 @@ from bench_logical import (
     terminate,
 )
 
-from restoredrill.demo_physical import STANZA, make_pgbackrest_repo
+from restoredrill.demo_pgbackrest import STANZA, make_pgbackrest_repo
 from restoredrill.targets.local import LocalInstance, free_port
 from restoredrill.targets.recovered import OVERRIDES
+from restoredrill.waiting import wait_until
 
 DATABASE = "bench"
 TARGET_RATIO = 1.10
@@ -318,16 +319,21 @@ def psql(socket_dir: Path, port: int, database: str, query: str) -> subprocess.C
 
 
 def wait_promoted(data: Path, socket_dir: Path, port: int, server_log: Path) -> None:
-    deadline = time.monotonic() + PROMOTE_TIMEOUT_S
-    while True:
+    def promoted() -> bool:
         answer = psql(socket_dir, port, "postgres", "SELECT pg_is_in_recovery()")
         if answer.returncode == 0 and answer.stdout.strip() == "f":
-            return
+            return True
         if not (data / "postmaster.pid").exists():
             raise BenchError(f"the bare copy's server exited during recovery:\n{tail(server_log)}")
-        if time.monotonic() > deadline:
-            raise BenchError(f"the bare copy was not promoted within {PROMOTE_TIMEOUT_S} s:\n{tail(server_log)}")
-        time.sleep(POLL_S)
+        return False
+
+    wait_until(
+        promoted,
+        timeout=PROMOTE_TIMEOUT_S,
+        interval=POLL_S,
+        timed_out=lambda: f"the bare copy was not promoted within {PROMOTE_TIMEOUT_S} s:\n{tail(server_log)}",
+        error=BenchError,
+    )
 
 
 def bare_restore(work: Path, repository: Repository, scale: int, index: int, style: str) -> BareRun:

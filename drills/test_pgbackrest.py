@@ -14,7 +14,7 @@ from fixtures.restored import BuiltinCheck
 pytestmark = [
     pytest.mark.drill(layer="pgbackrest"),
     allure.epic("restore drills"),
-    allure.feature("physical (pgBackRest)"),
+    allure.feature("pgBackRest"),
 ]
 
 

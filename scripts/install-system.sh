@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # System packages restoredrill needs, installed only when missing (Debian/Ubuntu, as root or with sudo).
 # - PostgreSQL server + client binaries (initdb, pg_ctl, pg_restore, pg_amcheck, pg_dump)
-# - pgBackRest (the physical layer), stunnel4 and openssl (the tests' TLS front for a local S3 endpoint), lz4
+# - pgBackRest (the pgbackrest layer), stunnel4 and openssl (the tests' TLS front for a local S3 endpoint), lz4
 # The distribution's cluster auto-creation is switched off: restoredrill starts its own throwaway instances.
 set -euo pipefail
 

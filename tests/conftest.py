@@ -11,7 +11,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ from hypothesis import settings as hypothesis_settings
 
 from restoredrill.demo import make_daily_backups
 from restoredrill.targets.local import PREFIX
+from restoredrill.waiting import wait_until
 
 # CI runs the property tests derandomized (the same examples on every machine, so a red CI is reproducible);
 # a developer's run explores, and any failure prints the blob that replays it (@reproduce_failure).
@@ -78,15 +78,20 @@ def start_moto(extra_env: dict[str, str] | None = None) -> MotoServer:
         stderr=subprocess.DEVNULL,
         env={**os.environ, **(extra_env or {})},
     )
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
+    did_not_start = "moto_server did not start (pip install 'moto[server]')"
+
+    def answers() -> MotoServer | None:
         with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
             return MotoServer(f"http://127.0.0.1:{port}", process)
         if process.poll() is not None:
-            break
-        time.sleep(0.1)
-    process.kill()
-    raise RuntimeError("moto_server did not start (pip install 'moto[server]')")
+            raise RuntimeError(did_not_start)
+        return None
+
+    try:
+        return wait_until(answers, timeout=20, interval=0.1, timed_out=lambda: did_not_start, error=RuntimeError)
+    except RuntimeError:
+        process.kill()
+        raise
 
 
 @pytest.fixture(scope="session")
@@ -115,7 +120,7 @@ def backup_template() -> Iterator[Path]:
 
 
 @dataclass
-class Drill:
+class DrillScenario:
     """One drill scenario: its own copy of the backups, its config, its workdir."""
 
     root: Path
@@ -188,11 +193,11 @@ def run_cli(
 
 
 @pytest.fixture
-def drill(backup_template: Path, workdir: Path) -> Iterator[Drill]:
+def drill(backup_template: Path, workdir: Path) -> Iterator[DrillScenario]:
     root = traversable_tempdir("rd-drill-")
     store = root / "backups"
     shutil.copytree(backup_template, store)
-    scenario = Drill(root, store, workdir)
+    scenario = DrillScenario(root, store, workdir)
     yield scenario
     shutil.rmtree(root, ignore_errors=True)
 

@@ -1,7 +1,7 @@
 """`make detection`: the logical and the pgBackRest detection corpora, drilled for real, in ONE table.
 
 Each layer's classes are data in their own module (restoredrill.detection: the schema zoo's dumps;
-tests.detection_physical: a pgBackRest repository). This joins their rows: layer, class, expected verdict and
+tests.detection_pgbackrest: a pgBackRest repository). This joins their rows: layer, class, expected verdict and
 exit code, caught?, by which check, seconds to verdict and the headline reason. Exit 1 when any class is
 missed or a healthy run raised a false alarm.
 
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from restoredrill import detection as logical
-from tests import detection_physical as physical
+from tests import detection_pgbackrest as pgbackrest
 
 
 @dataclass(frozen=True)
@@ -50,9 +50,9 @@ def logical_rows(fast: bool, healthy_runs: int) -> list[TableRow]:
     ]
 
 
-def physical_rows(fast: bool, healthy_runs: int) -> list[TableRow]:
-    only = [c.name for c in physical.CLASSES if c.fast] if fast else None
-    rows = physical.run(only, healthy=healthy_runs, log=lambda m: print(m, file=sys.stderr))
+def pgbackrest_rows(fast: bool, healthy_runs: int) -> list[TableRow]:
+    only = [c.name for c in pgbackrest.CLASSES if c.fast] if fast else None
+    rows = pgbackrest.run(only, healthy=healthy_runs, log=lambda m: print(m, file=sys.stderr))
     return [
         TableRow(
             "pgbackrest",
@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     if "logical" in layers:
         rows += logical_rows(args.fast, args.healthy_runs)
     if "pgbackrest" in layers:
-        rows += physical_rows(args.fast, args.healthy_runs)
+        rows += pgbackrest_rows(args.fast, args.healthy_runs)
     text = table(rows)
     print(text)
     if args.markdown:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from restoredrill.demo_physical import make_pgbackrest_repo
+from restoredrill.demo_pgbackrest import make_pgbackrest_repo
 from restoredrill.targets.local import LocalInstance
 from tests.conftest import free_port, traversable_tempdir
 

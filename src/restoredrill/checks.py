@@ -24,7 +24,7 @@ from restoredrill.durations import format_duration
 from restoredrill.evidence import CheckRecord
 from restoredrill.manifest import Manifest
 from restoredrill.pgtools import DumpListing
-from restoredrill.targets.local import Connection
+from restoredrill.targets.connection import Connection
 
 
 class NotApplicable(Exception):

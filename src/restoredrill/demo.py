@@ -169,7 +169,7 @@ def build_demo(folder: Path, reports: Path, log: Callable[[str], None] = print) 
     local store, then the cluster archives WAL with pgBackRest while full, diff and incr sets are taken
     and a heartbeat and a ledger keep writing.
     """
-    from restoredrill.demo_physical import make_pgbackrest_repo
+    from restoredrill.demo_pgbackrest import make_pgbackrest_repo
 
     folder = folder.resolve()
     folder.mkdir(parents=True, exist_ok=True)

@@ -3,14 +3,14 @@
 Every error carries one sentence meant for a human; the CLI prints it and never a traceback.
 """
 
+from restoredrill.redaction import redact
+
 
 class RestoreDrillError(Exception):
     """Base class: `str(error)` is one clear sentence, already redacted."""
 
     def __init__(self, message: str) -> None:
         # Redacted where it is made: the sentence travels into test reports, logs and evidence.
-        from restoredrill.proc import redact
-
         super().__init__(redact(message))
 
 

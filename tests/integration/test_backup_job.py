@@ -16,7 +16,7 @@ from restoredrill import pgtools
 from restoredrill.demo import add_day_of_orders, load_shop
 from restoredrill.layers.logical_keys import dump_key
 from restoredrill.targets.local import LocalInstance
-from tests.conftest import AWS_SECRET, Drill, MotoServer, run_cli, traversable_tempdir
+from tests.conftest import AWS_SECRET, DrillScenario, MotoServer, run_cli, traversable_tempdir
 
 pytestmark = pytest.mark.integration
 
@@ -47,7 +47,7 @@ def _keep_writing(source: Source, stop: threading.Event) -> None:
 
 
 def test_backup_to_s3_with_sse_metadata_and_manifest_then_the_drill_passes(
-    moto: MotoServer, source: Source, drill: Drill
+    moto: MotoServer, source: Source, drill: DrillScenario
 ) -> None:
     s3 = moto.client()
     bucket = f"backups-{uuid.uuid4().hex[:10]}"

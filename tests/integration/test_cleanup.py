@@ -18,7 +18,8 @@ import pytest
 from restoredrill import pgtools
 from restoredrill.backup import backup_logical
 from restoredrill.targets.local import LocalInstance
-from tests.conftest import AWS_ENV, Drill, leftovers, listening_ports_of, run_cli, traversable_tempdir
+from restoredrill.waiting import wait_until
+from tests.conftest import AWS_ENV, DrillScenario, leftovers, listening_ports_of, run_cli, traversable_tempdir
 
 pytestmark = pytest.mark.integration
 BIG_ROWS = 2_500_000
@@ -43,17 +44,21 @@ def big_backup() -> Iterator[Path]:
 
 
 def _wait_for_pg_restore(workdir: Path, timeout: float = 60) -> psutil.Process:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def running() -> psutil.Process | None:
         for process in psutil.process_iter(["name", "cmdline"]):
             cmdline = " ".join(process.info["cmdline"] or [])
             if process.info["name"] == "pg_restore" and str(workdir) in cmdline:
                 return process
-        time.sleep(0.02)
-    raise AssertionError("pg_restore never started")
+        return None
+
+    return wait_until(
+        running, timeout=timeout, interval=0.02, timed_out=lambda: "pg_restore never started", error=AssertionError
+    )
 
 
-def _start_run(drill: Drill, sigint: Callable[[], object] | None = None, *pytest_args: str) -> subprocess.Popen[str]:
+def _start_run(
+    drill: DrillScenario, sigint: Callable[[], object] | None = None, *pytest_args: str
+) -> subprocess.Popen[str]:
     env = {**os.environ, **AWS_ENV, "RESTOREDRILL_WORKDIR": str(drill.workdir)}
     return subprocess.Popen(
         [sys.executable, "-m", "restoredrill.cli", "run", "--config", str(drill.root / "drills.toml"), *pytest_args],
@@ -72,7 +77,7 @@ def _ignore_sigint() -> None:
 
 @pytest.mark.parametrize("inherited", [None, _ignore_sigint], ids=["sigint-default", "sigint-ignored-by-the-shell"])
 def test_sigint_during_restore_leaves_nothing_behind(
-    big_backup: Path, drill: Drill, inherited: Callable[[], None] | None
+    big_backup: Path, drill: DrillScenario, inherited: Callable[[], None] | None
 ) -> None:
     drill.write_config(source=f"file://{big_backup}/postgres/logical/")
     cli = _start_run(drill, inherited)
@@ -128,10 +133,20 @@ def test_janitor_removes_what_a_crashed_drill_left_and_spares_live_ones(workdir:
 
 
 def _wait_gone(still_there: Callable[[], list], timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while (found := still_there()) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert found == [], f"still there after {timeout:.0f} s: {found}"
+    found: list = []
+
+    def gone() -> bool:
+        nonlocal found
+        found = still_there()
+        return found == []
+
+    wait_until(
+        gone,
+        timeout=timeout,
+        interval=0.1,
+        timed_out=lambda: f"still there after {timeout:.0f} s: {found}",
+        error=AssertionError,
+    )
 
 
 def _started_by(cli: subprocess.Popen[str], workdir: Path) -> list[psutil.Process]:
@@ -156,7 +171,7 @@ def _alive(processes: list[psutil.Process]) -> list[str]:
 
 
 @pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["in-process", "xdist-workers"])
-def test_kill_9_of_a_run_leaves_nothing_running(big_backup: Path, drill: Drill, workers: list[str]) -> None:
+def test_kill_9_of_a_run_leaves_nothing_running(big_backup: Path, drill: DrillScenario, workers: list[str]) -> None:
     drill.write_config(source=f"file://{big_backup}/postgres/logical/")
     cli = _start_run(drill, None, *workers)
     processes: list[psutil.Process] = []
@@ -258,7 +273,7 @@ def _crash_in(workdir: Path) -> Path:
 
 
 @pytest.mark.parametrize("how", ["option", "environment", "current-folder"])
-def test_plain_janitor_scans_the_configured_workdir(drill: Drill, how: str) -> None:
+def test_plain_janitor_scans_the_configured_workdir(drill: DrillScenario, how: str) -> None:
     config = drill.write_config()  # [target] workdir = drill.workdir
     orphan = _crash_in(drill.workdir)
     elsewhere = traversable_tempdir("rd-elsewhere-")
@@ -271,7 +286,7 @@ def test_plain_janitor_scans_the_configured_workdir(drill: Drill, how: str) -> N
         subprocess.run(["rm", "-rf", str(elsewhere)], check=False)
 
 
-def test_the_next_run_cleans_the_configured_workdir(drill: Drill) -> None:
+def test_the_next_run_cleans_the_configured_workdir(drill: DrillScenario) -> None:
     drill.write_config()
     orphan = _crash_in(drill.workdir)
     elsewhere = traversable_tempdir("rd-elsewhere-")

@@ -21,7 +21,8 @@ import pytest
 
 from restoredrill.errors import CouldNotVerify
 from restoredrill.targets.container import LABEL, OWNER_LABEL, RUN_LABEL, docker_client
-from tests.conftest import AWS_ENV, Drill, run_cli, traversable_tempdir
+from restoredrill.waiting import wait_until
+from tests.conftest import AWS_ENV, DrillScenario, run_cli, traversable_tempdir
 from tests.pgbackrest_support import Repo, drill_config
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("containers")]
@@ -57,7 +58,7 @@ def container_target(path: Path, image: str | None = None) -> None:
     )
 
 
-def test_logical_drill_passes_in_a_container_and_says_which_image(engine: Any, drill: Drill) -> None:
+def test_logical_drill_passes_in_a_container_and_says_which_image(engine: Any, drill: DrillScenario) -> None:
     container_target(drill.write_config())
     result = drill.run()
     assert result.returncode == 0, result.output
@@ -89,7 +90,7 @@ def test_pgbackrest_drill_recovers_inside_a_container(engine: Any, pgbackrest_te
         subprocess.run(["rm", "-rf", str(root)], check=False)
 
 
-def test_a_major_mismatch_is_refused(engine: Any, drill: Drill) -> None:
+def test_a_major_mismatch_is_refused(engine: Any, drill: DrillScenario) -> None:
     engine.images.get(IMAGE).tag("restoredrill-test/mislabelled", "16")
     newest = drill.newest()
     for sidecar in newest.parent.glob("*.json"):
@@ -118,7 +119,7 @@ def broken_image(engine: Any) -> Iterator[str]:
 
 
 def test_a_container_that_dies_at_start_fails_in_seconds_with_its_log(
-    engine: Any, drill: Drill, broken_image: str
+    engine: Any, drill: DrillScenario, broken_image: str
 ) -> None:
     container_target(drill.write_config(), image=broken_image)
     started = time.monotonic()
@@ -138,21 +139,26 @@ def owned_by(client: Any, pid: int, host: str | None = None) -> list[str]:
     return [name for c in found for name in c["Names"]]
 
 
-def start_run_until_its_container_exists(engine: Any, drill: Drill, host: str | None = None) -> subprocess.Popen[str]:
+def start_run_until_its_container_exists(
+    engine: Any, drill: DrillScenario, host: str | None = None
+) -> subprocess.Popen[str]:
     container_target(drill.write_config())
     env = {**os.environ, **AWS_ENV, "RESTOREDRILL_WORKDIR": str(drill.workdir)}
     command = [sys.executable, "-m", "restoredrill.cli", "run", "--config", str(drill.root / "drills.toml")]
     if host is not None:  # a host name of its own (a new UTS namespace); exec keeps the pid the run's
         command = ["unshare", "--uts", "--", "sh", "-c", f'hostname {host} && exec "$@"', "sh", *command]
     cli = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not owned_by(engine, cli.pid, host):
-        time.sleep(0.05)
-    assert owned_by(engine, cli.pid, host), "the drill should have started its container"
+    wait_until(
+        lambda: owned_by(engine, cli.pid, host),
+        timeout=60,
+        interval=0.05,
+        timed_out=lambda: "the drill should have started its container",
+        error=AssertionError,
+    )
     return cli
 
 
-def test_sigint_leaves_no_labelled_container(engine: Any, drill: Drill) -> None:
+def test_sigint_leaves_no_labelled_container(engine: Any, drill: DrillScenario) -> None:
     cli = start_run_until_its_container_exists(engine, drill)
     cli.send_signal(signal.SIGINT)
     output, _ = cli.communicate(timeout=90)
@@ -161,7 +167,7 @@ def test_sigint_leaves_no_labelled_container(engine: Any, drill: Drill) -> None:
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="a UTS namespace of its own needs root")
-def test_kill_9_of_a_run_removes_its_container_at_once(engine: Any, drill: Drill) -> None:
+def test_kill_9_of_a_run_removes_its_container_at_once(engine: Any, drill: DrillScenario) -> None:
     """No `finally` runs after a kill -9: the run's watchdog removes the container, no janitor needed.
 
     The run gets a host name of its own, so that no janitor of another run on this host (which removes
@@ -172,10 +178,13 @@ def test_kill_9_of_a_run_removes_its_container_at_once(engine: Any, drill: Drill
     try:
         cli.kill()
         cli.communicate(timeout=30)
-        killed = time.monotonic()
-        while owned_by(engine, cli.pid, host) and time.monotonic() < killed + 10:
-            time.sleep(0.1)
-        assert owned_by(engine, cli.pid, host) == [], "the container outlived its run"
+        wait_until(
+            lambda: owned_by(engine, cli.pid, host) == [],
+            timeout=10,
+            interval=0.1,
+            timed_out=lambda: "the container outlived its run",
+            error=AssertionError,
+        )
     finally:
         for leftover in engine.containers.list(all=True, filters={"label": f"{OWNER_LABEL}={host}:{cli.pid}"}):
             leftover.remove(force=True, v=True)

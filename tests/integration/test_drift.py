@@ -14,13 +14,13 @@ import pytest
 from restoredrill import pgtools, proc
 from restoredrill.evidence import new_run_id
 from restoredrill.targets.local import LocalInstance
-from tests.conftest import Drill, leftovers
+from tests.conftest import DrillScenario, leftovers
 
 pytestmark = pytest.mark.integration
 KEY_TIME = re.compile(r"-(\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2})\.dump$")
 
 
-def records(drill: Drill) -> list[dict]:
+def records(drill: DrillScenario) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted((drill.reports / "evidence").glob("*.json"))]
 
 
@@ -28,7 +28,7 @@ def drift_of(record: dict) -> dict:
     return next(c for c in record["checks"] if c["name"] == "drift")
 
 
-def emptied_dump(drill: Drill, workdir: Path) -> tuple[Path, int]:
+def emptied_dump(drill: DrillScenario, workdir: Path) -> tuple[Path, int]:
     """The newest dump restored into a real PostgreSQL, `invoices` emptied, an index and a constraint dropped, dumped
     again with pg_dump -Fc as the next day's key, with no manifest or metadata (another tool's dump). Returns the
     number of invoices it had."""
@@ -55,7 +55,7 @@ def emptied_dump(drill: Drill, workdir: Path) -> tuple[Path, int]:
     return target, int(invoices)
 
 
-def test_a_table_emptied_in_a_dump_without_manifest_fails_against_the_last_good_drill(drill: Drill) -> None:
+def test_a_table_emptied_in_a_dump_without_manifest_fails_against_the_last_good_drill(drill: DrillScenario) -> None:
     for sidecar in drill.prefix.rglob("*.json"):  # dumps made by another tool: no manifest, no metadata
         sidecar.unlink()
     drill.write_config()

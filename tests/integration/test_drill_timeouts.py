@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import Drill
+from tests.conftest import DrillScenario
 
 pytestmark = pytest.mark.integration
 TEST_TIMEOUT_S = 2
 SLOW_CHECK_S = 4
 
 
-def test_a_drill_outlives_the_projects_test_timeout(drill: Drill) -> None:
+def test_a_drill_outlives_the_projects_test_timeout(drill: DrillScenario) -> None:
     drill.write_config(
         extra=(
             '[[databases.shop.checks.sql]]\nname = "slow"\n'

@@ -15,7 +15,7 @@ import pytest
 from restoredrill import history_chain
 from restoredrill.errors import CouldNotVerify
 from restoredrill.evidence_store import BucketStatus, EvidenceStore
-from tests.conftest import AWS_ENV, AWS_SECRET, Drill, MotoServer, free_port, run_cli, start_moto
+from tests.conftest import AWS_ENV, AWS_SECRET, DrillScenario, MotoServer, free_port, run_cli, start_moto
 
 
 def _bucket(moto: MotoServer, *, lock: bool = False) -> str:
@@ -35,7 +35,7 @@ def _bucket(moto: MotoServer, *, lock: bool = False) -> str:
     return name
 
 
-def _configure(drill: Drill, url: str, endpoint: str) -> None:
+def _configure(drill: DrillScenario, url: str, endpoint: str) -> None:
     path = drill.write_config()
     store = (
         f'evidence_store = "{url}"\nevidence_store_endpoint_url = "{endpoint}"\nevidence_store_region = "us-east-1"\n'
@@ -49,7 +49,7 @@ def _keys(moto: MotoServer, bucket: str) -> list[str]:
 
 
 def test_a_healthy_run_stores_its_evidence_and_history_survives_the_local_reports(
-    drill: Drill, moto: MotoServer, tmp_path: Path
+    drill: DrillScenario, moto: MotoServer, tmp_path: Path
 ) -> None:
     bucket = _bucket(moto, lock=True)
     _configure(drill, f"s3://{bucket}/drills", moto.endpoint)
@@ -137,7 +137,9 @@ def test_an_object_already_in_the_store_is_never_overwritten(
     assert history_chain.verify(chained).problems == []
 
 
-def test_an_unreachable_or_missing_store_could_not_verify_before_any_drill(drill: Drill, moto: MotoServer) -> None:
+def test_an_unreachable_or_missing_store_could_not_verify_before_any_drill(
+    drill: DrillScenario, moto: MotoServer
+) -> None:
     _configure(drill, "s3://evidence/drills", f"http://127.0.0.1:{free_port()}")
     unreachable = drill.run()
     assert unreachable.returncode == 3, unreachable.output
@@ -151,7 +153,7 @@ def test_an_unreachable_or_missing_store_could_not_verify_before_any_drill(drill
     assert "Traceback" not in unreachable.output + missing.output
 
 
-def test_a_store_that_refuses_writes_makes_a_passing_run_could_not_verify(drill: Drill) -> None:
+def test_a_store_that_refuses_writes_makes_a_passing_run_could_not_verify(drill: DrillScenario) -> None:
     strict = start_moto({"INITIAL_NO_AUTH_ACTION_COUNT": "4"})  # then every request needs a known key and a policy
     try:
         iam = boto3.client(

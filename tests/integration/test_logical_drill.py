@@ -14,7 +14,7 @@ import pytest
 from tests.conftest import (
     AWS_SECRET,
     Completed,
-    Drill,
+    DrillScenario,
     free_port,
     leftovers,
     listening_ports_of,
@@ -24,7 +24,7 @@ from tests.conftest import (
 pytestmark = pytest.mark.integration
 
 
-def assert_clean(drill: Drill, result: Completed) -> None:
+def assert_clean(drill: DrillScenario, result: Completed) -> None:
     assert "Traceback" not in result.output, result.output
     assert AWS_SECRET not in result.output
     assert leftovers(drill.workdir) == []
@@ -38,7 +38,7 @@ def check(record: dict, name: str) -> dict:
     return next(c for c in record["checks"] if c["name"] == name)
 
 
-def test_healthy_backups_pass_every_check(drill: Drill) -> None:
+def test_healthy_backups_pass_every_check(drill: DrillScenario) -> None:
     drill.write_config(
         extra=(
             "require_manifest = true\n"
@@ -83,7 +83,7 @@ def test_healthy_backups_pass_every_check(drill: Drill) -> None:
     assert_clean(drill, result)
 
 
-def test_truncated_dump_fails(drill: Drill) -> None:
+def test_truncated_dump_fails(drill: DrillScenario) -> None:
     newest = drill.newest()
     newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])
     drill.write_config()
@@ -95,7 +95,7 @@ def test_truncated_dump_fails(drill: Drill) -> None:
     assert_clean(drill, result)
 
 
-def test_truncated_dump_from_another_tool_fails_on_restore_errors(drill: Drill) -> None:
+def test_truncated_dump_from_another_tool_fails_on_restore_errors(drill: DrillScenario) -> None:
     """Without any recorded checksum, pg_restore's own errors must still fail the drill."""
     newest = drill.newest()
     for sidecar in newest.parent.glob("*.json"):
@@ -115,7 +115,7 @@ def test_truncated_dump_from_another_tool_fails_on_restore_errors(drill: Drill) 
     assert_clean(drill, result)
 
 
-def test_one_flipped_byte_fails_on_checksum(drill: Drill) -> None:
+def test_one_flipped_byte_fails_on_checksum(drill: DrillScenario) -> None:
     newest = drill.newest()
     data = bytearray(newest.read_bytes())
     data[len(data) // 2] ^= 0x01
@@ -140,7 +140,7 @@ def record_manifest(dump: Path, manifest: dict) -> None:
     meta_path.write_text(json.dumps(meta))
 
 
-def test_dump_disagreeing_with_its_manifest_names_the_table_and_the_index(drill: Drill) -> None:
+def test_dump_disagreeing_with_its_manifest_names_the_table_and_the_index(drill: DrillScenario) -> None:
     """The backup job's dump lost rows and an index its manifest saw (the manifest itself is intact)."""
     manifest = json.loads(drill.newest().with_suffix(".manifest.json").read_text())
     real_orders = manifest["row_counts"]["public.orders"]
@@ -163,7 +163,7 @@ def test_dump_disagreeing_with_its_manifest_names_the_table_and_the_index(drill:
     assert_clean(drill, result)
 
 
-def test_manifest_edited_after_the_backup_fails(drill: Drill) -> None:
+def test_manifest_edited_after_the_backup_fails(drill: DrillScenario) -> None:
     manifest_path = drill.newest().with_suffix(".manifest.json")
     manifest = json.loads(manifest_path.read_text())
     manifest["row_counts"]["public.orders"] += 1
@@ -178,7 +178,7 @@ def test_manifest_edited_after_the_backup_fails(drill: Drill) -> None:
     assert_clean(drill, result)
 
 
-def test_healthy_manifest_checksum_is_recorded_and_matches(drill: Drill) -> None:
+def test_healthy_manifest_checksum_is_recorded_and_matches(drill: DrillScenario) -> None:
     newest = drill.newest()
     text = newest.with_suffix(".manifest.json").read_bytes()
     meta = json.loads(newest.with_name(newest.name + ".meta.json").read_text())
@@ -186,7 +186,7 @@ def test_healthy_manifest_checksum_is_recorded_and_matches(drill: Drill) -> None
     assert meta["source-database"] == "shop"
 
 
-def test_another_dump_swapped_in_is_named_as_such(drill: Drill) -> None:
+def test_another_dump_swapped_in_is_named_as_such(drill: DrillScenario) -> None:
     dumps = drill.dumps()
     shutil.copyfile(dumps[0], dumps[-1])  # three days older, a complete and valid archive of the same database
     drill.write_config()
@@ -199,7 +199,7 @@ def test_another_dump_swapped_in_is_named_as_such(drill: Drill) -> None:
     assert_clean(drill, result)
 
 
-def test_a_configured_table_missing_after_the_restore_is_a_defect(drill: Drill) -> None:
+def test_a_configured_table_missing_after_the_restore_is_a_defect(drill: DrillScenario) -> None:
     drill.write_config(extra='[[databases.shop.checks.min_rows]]\ntable = "public.payments"\nmin = 1\n')
     result = drill.run()
     assert result.returncode == 1, result.output
@@ -211,7 +211,7 @@ def test_a_configured_table_missing_after_the_restore_is_a_defect(drill: Drill) 
     assert_clean(drill, result)
 
 
-def test_no_dump_under_the_prefix_fails(drill: Drill) -> None:
+def test_no_dump_under_the_prefix_fails(drill: DrillScenario) -> None:
     empty = drill.root / "empty"
     empty.mkdir()
     drill.write_config(source=f"file://{empty}/")
@@ -221,7 +221,7 @@ def test_no_dump_under_the_prefix_fails(drill: Drill) -> None:
     assert_clean(drill, result)
 
 
-def test_newest_dump_older_than_the_rpo_fails_as_stale(drill: Drill) -> None:
+def test_newest_dump_older_than_the_rpo_fails_as_stale(drill: DrillScenario) -> None:
     for dump in drill.dumps()[-2:]:  # the last two days' dumps never happened
         dump.unlink()
     drill.write_config()
@@ -236,7 +236,7 @@ def test_newest_dump_older_than_the_rpo_fails_as_stale(drill: Drill) -> None:
     assert_clean(drill, result)
 
 
-def test_a_missing_day_in_the_retention_window_fails(drill: Drill) -> None:
+def test_a_missing_day_in_the_retention_window_fails(drill: DrillScenario) -> None:
     dumps = drill.dumps()
     dumps[1].unlink()
     drill.write_config()
@@ -256,7 +256,7 @@ def _strip_sidecars(dump: Path) -> None:
         sidecar.unlink()
 
 
-def test_dump_from_a_newer_server_is_refused_with_a_sentence(drill: Drill) -> None:
+def test_dump_from_a_newer_server_is_refused_with_a_sentence(drill: DrillScenario) -> None:
     newest = drill.newest()
     _strip_sidecars(newest)
     data = newest.read_bytes()
@@ -271,7 +271,7 @@ def test_dump_from_a_newer_server_is_refused_with_a_sentence(drill: Drill) -> No
     assert_clean(drill, result)
 
 
-def test_archive_format_newer_than_pg_restore_is_refused(drill: Drill) -> None:
+def test_archive_format_newer_than_pg_restore_is_refused(drill: DrillScenario) -> None:
     newest = drill.newest()
     _strip_sidecars(newest)
     data = bytearray(newest.read_bytes())
@@ -285,7 +285,7 @@ def test_archive_format_newer_than_pg_restore_is_refused(drill: Drill) -> None:
     assert_clean(drill, result)
 
 
-def test_wrong_s3_credentials_could_not_verify(drill: Drill) -> None:
+def test_wrong_s3_credentials_could_not_verify(drill: DrillScenario) -> None:
     strict = start_moto({"INITIAL_NO_AUTH_ACTION_COUNT": "0"})  # every request must carry a known key
     try:
         drill.write_config(
@@ -301,7 +301,7 @@ def test_wrong_s3_credentials_could_not_verify(drill: Drill) -> None:
     assert_clean(drill, result)
 
 
-def test_unreachable_endpoint_could_not_verify(drill: Drill) -> None:
+def test_unreachable_endpoint_could_not_verify(drill: DrillScenario) -> None:
     drill.write_config(
         source="s3://backups/postgres/logical/",
         extra=f'endpoint_url = "http://127.0.0.1:{free_port()}"\nregion = "us-east-1"',
@@ -312,7 +312,7 @@ def test_unreachable_endpoint_could_not_verify(drill: Drill) -> None:
     assert_clean(drill, result)
 
 
-def test_malformed_config_is_one_sentence_and_exit_2(drill: Drill) -> None:
+def test_malformed_config_is_one_sentence_and_exit_2(drill: DrillScenario) -> None:
     path = drill.write_config()
     path.write_text(path.read_text().replace('rpo = "26h"', 'rpo = "soon"'))
     result = drill.run()
@@ -323,7 +323,7 @@ def test_malformed_config_is_one_sentence_and_exit_2(drill: Drill) -> None:
     assert_clean(drill, result)
 
 
-def test_missing_server_binaries_could_not_verify(drill: Drill) -> None:
+def test_missing_server_binaries_could_not_verify(drill: DrillScenario) -> None:
     path = drill.write_config()
     path.write_text(path.read_text().replace("[target]\n", f'[target]\npg_bindir = "{drill.root}/nowhere"\n'))
     result = drill.run()
@@ -332,7 +332,7 @@ def test_missing_server_binaries_could_not_verify(drill: Drill) -> None:
     assert_clean(drill, result)
 
 
-def test_databases_in_parallel_restore_once_each(drill: Drill) -> None:
+def test_databases_in_parallel_restore_once_each(drill: DrillScenario) -> None:
     """With pytest-xdist, all items of one database stay on one worker: one restore, one complete record."""
     drill.write_config(
         extra=f'\n[databases.shop_copy.logical]\nsource = "file://{drill.prefix}/"\ndump_name = "shop"\n'
@@ -351,7 +351,7 @@ def test_databases_in_parallel_restore_once_each(drill: Drill) -> None:
     assert_clean(drill, result)
 
 
-def test_selecting_some_checks_is_recorded_as_a_partial_drill(drill: Drill) -> None:
+def test_selecting_some_checks_is_recorded_as_a_partial_drill(drill: DrillScenario) -> None:
     drill.write_config()
     result = drill.run("-k", "amcheck")
     assert result.returncode == 4, result.output  # PARTIAL: never a whole pass
@@ -362,7 +362,7 @@ def test_selecting_some_checks_is_recorded_as_a_partial_drill(drill: Drill) -> N
     assert record["reason"].startswith("partial drill: 13 of 14 checks did not run")
 
 
-def test_healthy_dump_from_another_tool_passes_without_a_manifest(drill: Drill) -> None:
+def test_healthy_dump_from_another_tool_passes_without_a_manifest(drill: DrillScenario) -> None:
     _strip_sidecars(drill.newest())
     drill.write_config()
     result = drill.run()
@@ -386,7 +386,7 @@ def test_healthy_dump_from_another_tool_passes_without_a_manifest(drill: Drill) 
 URL_SECRET, SQL_SECRET = "Url-Secret-91x", "Pw-Secret-92x"  # planted to prove they never leak
 
 
-def test_secrets_in_custom_sql_checks_reach_no_sink(drill: Drill) -> None:
+def test_secrets_in_custom_sql_checks_reach_no_sink(drill: DrillScenario) -> None:
     """A URL password and a `password = '...'` literal in a team's check SQL, both failing so their SQL and
     detail travel everywhere: stdout, JUnit XML, every Allure result and attachment, evidence, HTML report."""
     drill.write_config(
@@ -415,7 +415,7 @@ def test_secrets_in_custom_sql_checks_reach_no_sink(drill: Drill) -> None:
     assert_clean(drill, result)
 
 
-def test_inherited_libpq_variables_never_redirect_a_drill(drill: Drill) -> None:
+def test_inherited_libpq_variables_never_redirect_a_drill(drill: DrillScenario) -> None:
     """A shell pointed at production (PGHOSTADDR overrides the host libpq is given, PGSERVICE names another
     server, PGSSLMODE=require refuses a loopback server without TLS): the drill still reaches only its own
     throwaway server. Every address here is on this machine's loopback range."""

@@ -13,7 +13,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from tests.conftest import AWS_ENV, Drill, MotoServer, run_cli, traversable_tempdir, tree_digest
+from tests.conftest import AWS_ENV, DrillScenario, MotoServer, run_cli, traversable_tempdir, tree_digest
 from tests.pgbackrest_support import Repo
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("pgbackrest-plain")]
@@ -49,7 +49,7 @@ def rds_source(moto: MotoServer) -> str:
 
 
 def config(
-    drill: Drill,
+    drill: DrillScenario,
     repo: Repo,
     moto: MotoServer,
     source_id: str,
@@ -73,7 +73,7 @@ def config(
 
 
 def test_list_shows_newest_backups_ages_and_windows_of_every_layer_without_restoring(
-    drill: Drill, repo: Repo, moto: MotoServer
+    drill: DrillScenario, repo: Repo, moto: MotoServer
 ) -> None:
     path = config(drill, repo, moto, rds_source(moto))
     before = tree_digest(drill.store), tree_digest(repo.folder / "repo")
@@ -90,12 +90,12 @@ def test_list_shows_newest_backups_ages_and_windows_of_every_layer_without_resto
     assert logical["status"] == "fresh"
     assert logical["database_size_bytes"] > logical["size_bytes"] > 0, "the backup job records the database size"
     assert logical["window_from"] < logical["window_to"]
-    physical = rows["shop", "pgbackrest"]
-    assert physical["backups"] == 3, physical
-    assert physical["status"] == "fresh", physical
-    assert physical["window_from"] <= physical["window_to"]
-    assert physical["age_s"] < 3600
-    assert physical["database_size_bytes"] > 0
+    pgbackrest = rows["shop", "pgbackrest"]
+    assert pgbackrest["backups"] == 3, pgbackrest
+    assert pgbackrest["status"] == "fresh", pgbackrest
+    assert pgbackrest["window_from"] <= pgbackrest["window_to"]
+    assert pgbackrest["age_s"] < 3600
+    assert pgbackrest["database_size_bytes"] > 0
     rds = rows["billing", "rds"]
     assert rds["backup_id"].endswith("-snap"), rds
     assert rds["status"] == "fresh", rds
@@ -111,7 +111,7 @@ def test_list_shows_newest_backups_ages_and_windows_of_every_layer_without_resto
 
 
 def test_list_exits_1_on_a_stale_backup_and_3_on_an_unreadable_layer(
-    drill: Drill, repo: Repo, moto: MotoServer
+    drill: DrillScenario, repo: Repo, moto: MotoServer
 ) -> None:
     path = config(drill, repo, moto, rds_source(moto), logical_rpo="1s")
     time.sleep(1.1)
@@ -127,7 +127,7 @@ def test_list_exits_1_on_a_stale_backup_and_3_on_an_unreadable_layer(
     assert "no-such-instance" in row["problem"]
 
 
-def test_list_bad_input_is_one_sentence_and_exit_2(drill: Drill, repo: Repo, moto: MotoServer) -> None:
+def test_list_bad_input_is_one_sentence_and_exit_2(drill: DrillScenario, repo: Repo, moto: MotoServer) -> None:
     missing = run_cli("list", "--config", str(drill.root / "nope.toml"))
     assert missing.returncode == 2
     assert "does not exist" in missing.output
@@ -138,7 +138,9 @@ def test_list_bad_input_is_one_sentence_and_exit_2(drill: Drill, repo: Repo, mot
     assert "'nosuch' is not in the configuration" in unknown.output
 
 
-def test_doctor_is_green_on_a_ready_machine_and_names_each_problem(drill: Drill, repo: Repo, moto: MotoServer) -> None:
+def test_doctor_is_green_on_a_ready_machine_and_names_each_problem(
+    drill: DrillScenario, repo: Repo, moto: MotoServer
+) -> None:
     source_id = rds_source(moto)
     ready = run_cli("doctor", "--config", str(config(drill, repo, moto, source_id)), workdir=drill.workdir)
     assert ready.returncode == 0, ready.output

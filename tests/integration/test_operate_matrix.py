@@ -11,13 +11,13 @@ from xml.etree import ElementTree
 
 import pytest
 
-from tests.conftest import Drill, run_cli, traversable_tempdir
+from tests.conftest import DrillScenario, run_cli, traversable_tempdir
 
 pytestmark = pytest.mark.integration
 VOLATILE = {"run_id", "started_at", "finished_at", "stages", "rto_s", "rpo_s", "rpo_detail", "host", "target_info"}
 
 
-def write_config(folder: Path, drill: Drill) -> Path:
+def write_config(folder: Path, drill: DrillScenario) -> Path:
     """Two databases (one name extends the other) drilled from the same dumps; reports beside the config."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "drills.toml"
@@ -53,7 +53,9 @@ def content(record: dict) -> dict:
     return kept
 
 
-def test_matrix_cells_run_as_separate_jobs_merge_into_the_report_of_one_run(drill: Drill, tmp_path: Path) -> None:
+def test_matrix_cells_run_as_separate_jobs_merge_into_the_report_of_one_run(
+    drill: DrillScenario, tmp_path: Path
+) -> None:
     single = write_config(drill.root / "single", drill)
     plan = run_cli("matrix", "--config", str(single))
     assert plan.returncode == 0, plan.output
@@ -121,7 +123,7 @@ def test_matrix_cells_run_as_separate_jobs_merge_into_the_report_of_one_run(dril
     shutil.rmtree(drill.root / "twice", ignore_errors=True)
 
 
-def test_merge_and_matrix_bad_input_is_one_sentence_and_exit_2(drill: Drill) -> None:
+def test_merge_and_matrix_bad_input_is_one_sentence_and_exit_2(drill: DrillScenario) -> None:
     nothing = run_cli("report", "--reports", str(drill.root / "out"), "--merge", str(drill.root / "no-such-job"))
     assert nothing.returncode == 2, nothing.output
     assert "does not exist" in nothing.output

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from restoredrill.operate import notify
-from tests.conftest import Drill, free_port
+from tests.conftest import DrillScenario, free_port
 
 pytestmark = pytest.mark.integration
 TOKEN = "T0KEN-hook-Zx81q"  # noqa: S105 planted: the URL is a credential and must never be printed
@@ -55,20 +55,20 @@ def webhook() -> Iterator[Webhook]:
     server.server_close()
 
 
-def configure(drill: Drill, notify_on: str, rpo: str = "26h") -> Path:
+def configure(drill: DrillScenario, notify_on: str, rpo: str = "26h") -> Path:
     path = drill.write_config(objectives=f'rpo = "{rpo}"\nrto = "15m"')
     path.write_text(f'notify_env = "DRILL_WEBHOOK"\nnotify_on = "{notify_on}"\n' + path.read_text())
     return path
 
 
-def no_url_anywhere(drill: Drill, output: str) -> None:
+def no_url_anywhere(drill: DrillScenario, output: str) -> None:
     assert TOKEN not in output
     for path in drill.reports.rglob("*"):
         if path.is_file():
             assert TOKEN not in path.read_text(errors="replace"), path
 
 
-def test_a_failed_run_posts_verdict_reasons_and_report(drill: Drill, webhook: Webhook) -> None:
+def test_a_failed_run_posts_verdict_reasons_and_report(drill: DrillScenario, webhook: Webhook) -> None:
     configure(drill, "failure", rpo="1s")  # the newest dump is older than a second: the drill fails
     result = drill.run(env={"DRILL_WEBHOOK": webhook.url})
     assert result.returncode == 1, result.output
@@ -83,7 +83,7 @@ def test_a_failed_run_posts_verdict_reasons_and_report(drill: Drill, webhook: We
     no_url_anywhere(drill, result.output)
 
 
-def test_a_passing_run_posts_only_when_always(drill: Drill, webhook: Webhook) -> None:
+def test_a_passing_run_posts_only_when_always(drill: DrillScenario, webhook: Webhook) -> None:
     configure(drill, "failure")
     quiet = drill.run(env={"DRILL_WEBHOOK": webhook.url})
     assert quiet.returncode == 0, quiet.output
@@ -96,7 +96,7 @@ def test_a_passing_run_posts_only_when_always(drill: Drill, webhook: Webhook) ->
     no_url_anywhere(drill, loud.output)
 
 
-def test_an_unreachable_webhook_is_a_warning_and_keeps_the_verdict(drill: Drill) -> None:
+def test_an_unreachable_webhook_is_a_warning_and_keeps_the_verdict(drill: DrillScenario) -> None:
     configure(drill, "failure", rpo="1s")
     url = f"http://127.0.0.1:{free_port()}/services/{TOKEN}"
     result = drill.run(env={"DRILL_WEBHOOK": url})

@@ -11,14 +11,14 @@ from pathlib import Path
 import pytest
 
 from restoredrill.operate import preflight
-from tests.conftest import Drill, leftovers, run_cli, traversable_tempdir
+from tests.conftest import DrillScenario, leftovers, run_cli, traversable_tempdir
 from tests.pgbackrest_support import Repo, drill_config
 
 pytestmark = pytest.mark.integration
 NO_DISK_IS_THIS_LARGE = "disk_reserve_mb = 100000000\n"  # 100 TB
 
 
-def test_logical_drill_refuses_without_room_and_fetches_nothing(drill: Drill) -> None:
+def test_logical_drill_refuses_without_room_and_fetches_nothing(drill: DrillScenario) -> None:
     path = drill.write_config()
     path.write_text(NO_DISK_IS_THIS_LARGE + path.read_text())
     result = drill.run()
@@ -33,7 +33,7 @@ def test_logical_drill_refuses_without_room_and_fetches_nothing(drill: Drill) ->
     assert "Traceback" not in result.output
 
 
-def test_logical_drill_with_room_passes_the_preflight(drill: Drill) -> None:
+def test_logical_drill_with_room_passes_the_preflight(drill: DrillScenario) -> None:
     drill.write_config()
     result = drill.run("-k", "restore")
     assert result.returncode == 4, result.output  # a selection of checks is PARTIAL, never refused
@@ -42,15 +42,15 @@ def test_logical_drill_with_room_passes_the_preflight(drill: Drill) -> None:
 
 
 @pytest.fixture
-def physical(pgbackrest_template: Repo) -> Iterator[tuple[Path, Repo]]:
+def pgbackrest(pgbackrest_template: Repo) -> Iterator[tuple[Path, Repo]]:
     root = traversable_tempdir("rd-preflight-")
     yield root, pgbackrest_template.clone(root)
     shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.mark.xdist_group("pgbackrest-plain")
-def test_pgbackrest_drill_refuses_without_room(physical: tuple[Path, Repo]) -> None:
-    root, repo = physical
+def test_pgbackrest_drill_refuses_without_room(pgbackrest: tuple[Path, Repo]) -> None:
+    root, repo = pgbackrest
     path = drill_config(root, repo, targets='recovery_targets = ["latest"]')
     path.write_text(NO_DISK_IS_THIS_LARGE + path.read_text())
     result = run_cli("run", "--config", str(path), workdir=root / "work", timeout=300)
@@ -70,8 +70,8 @@ def test_estimates_use_the_recorded_size_else_a_conservative_factor() -> None:
     guessed = preflight.logical_estimate(10 * preflight.MB, None, reserve_mb=0)
     assert guessed.needed_bytes == 10 * preflight.MB * (1 + preflight.EXPANSION)
     assert "the manifest records no database size" in guessed.basis
-    physical = preflight.pgbackrest_estimate(500 * preflight.MB, 48 * preflight.MB, reserve_mb=0)
-    assert physical.needed_bytes == 548 * preflight.MB
+    pgbackrest = preflight.pgbackrest_estimate(500 * preflight.MB, 48 * preflight.MB, reserve_mb=0)
+    assert pgbackrest.needed_bytes == 548 * preflight.MB
 
 
 def test_require_room_refuses_with_one_sentence(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ import pytest
 from restoredrill import pgtools
 from restoredrill.demo import load_shop
 from restoredrill.targets.local import LocalInstance
-from tests.conftest import Completed, Drill, leftovers, run_cli, traversable_tempdir
+from tests.conftest import Completed, DrillScenario, leftovers, run_cli, traversable_tempdir
 from tests.pgbackrest_support import Repo, drill_config
 
 pytestmark = pytest.mark.integration
@@ -26,7 +26,7 @@ PROBE = (
 INHERITED = {"PGHOSTADDR": "203.0.113.9", "PGSERVICE": "production", "DATABASE_URL": "postgresql://app@db.prod/shop"}
 
 
-def premigration(drill: Drill, *args: str, env: dict[str, str] | None = None) -> Completed:
+def premigration(drill: DrillScenario, *args: str, env: dict[str, str] | None = None) -> Completed:
     config = drill.root / "drills.toml"
     return run_cli("premigration", "--config", str(config), "--database", "shop", *args, env=env, workdir=drill.workdir)
 
@@ -42,7 +42,7 @@ def check(record: dict, name: str) -> dict:
     return next(c for c in record["checks"] if c["name"] == name)
 
 
-def test_a_migration_is_rehearsed_on_the_copy_timed_checked_and_reported(drill: Drill) -> None:
+def test_a_migration_is_rehearsed_on_the_copy_timed_checked_and_reported(drill: DrillScenario) -> None:
     drill.write_config(extra="require_manifest = true")
     out = traversable_tempdir("rd-probe-")
     command = PROBE.format(out=out) + "; psql -v ON_ERROR_STOP=1 -c 'ALTER TABLE orders ADD COLUMN note text'"
@@ -81,7 +81,7 @@ def test_a_migration_is_rehearsed_on_the_copy_timed_checked_and_reported(drill: 
     shutil.rmtree(out, ignore_errors=True)
 
 
-def test_a_failing_migration_fails_the_rehearsal_with_its_stderr_tail(drill: Drill) -> None:
+def test_a_failing_migration_fails_the_rehearsal_with_its_stderr_tail(drill: DrillScenario) -> None:
     drill.write_config()
     command = (
         "psql -v ON_ERROR_STOP=1 -c 'ALTER TABLE no_such_table ADD COLUMN x int' "
@@ -102,7 +102,7 @@ def test_a_failing_migration_fails_the_rehearsal_with_its_stderr_tail(drill: Dri
     assert leftovers(drill.workdir) == []
 
 
-def test_a_stale_backup_is_refused_before_anything_is_restored(drill: Drill) -> None:
+def test_a_stale_backup_is_refused_before_anything_is_restored(drill: DrillScenario) -> None:
     drill.write_config()
     result = premigration(drill, "--max-backup-age", "1s", "--rehearse", "true")
     assert result.returncode == 2, result.output
@@ -111,7 +111,7 @@ def test_a_stale_backup_is_refused_before_anything_is_restored(drill: Drill) -> 
     assert not (drill.reports / "evidence").exists()
 
 
-def test_take_backup_dumps_the_source_first_and_rehearses_on_that_dump(drill: Drill) -> None:
+def test_take_backup_dumps_the_source_first_and_rehearses_on_that_dump(drill: DrillScenario) -> None:
     drill.write_config()
     before = {p.name for p in drill.dumps()}
     base = traversable_tempdir("rd-source-")
@@ -134,7 +134,7 @@ def test_take_backup_dumps_the_source_first_and_rehearses_on_that_dump(drill: Dr
     assert dsn.rsplit("password=", 1)[1] not in result.output, "the source's password is never printed"
 
 
-def test_bad_input_is_one_sentence_and_exit_2(drill: Drill) -> None:
+def test_bad_input_is_one_sentence_and_exit_2(drill: DrillScenario) -> None:
     drill.write_config()
     for args, sentence in [
         (["--max-backup-age", "soon"], "--max-backup-age: 'soon' is not a duration"),
@@ -151,15 +151,15 @@ def test_bad_input_is_one_sentence_and_exit_2(drill: Drill) -> None:
 
 
 @pytest.fixture
-def physical(pgbackrest_template: Repo) -> Iterator[tuple[Path, Repo]]:
+def pgbackrest(pgbackrest_template: Repo) -> Iterator[tuple[Path, Repo]]:
     root = traversable_tempdir("rd-premig-pgbr-")
     yield root, pgbackrest_template.clone(root)
     shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.mark.xdist_group("pgbackrest-plain")
-def test_a_migration_rehearsed_on_a_pgbackrest_copy_reports_the_pitr_window(physical: tuple[Path, Repo]) -> None:
-    root, repo = physical
+def test_a_migration_rehearsed_on_a_pgbackrest_copy_reports_the_pitr_window(pgbackrest: tuple[Path, Repo]) -> None:
+    root, repo = pgbackrest
     path = drill_config(root, repo)
     result = run_cli(
         "premigration",

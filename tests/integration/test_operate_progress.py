@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import Drill
+from tests.conftest import DrillScenario
 
 pytestmark = pytest.mark.integration
 
 
-def test_a_drill_without_a_terminal_prints_plain_progress_lines(drill: Drill) -> None:
+def test_a_drill_without_a_terminal_prints_plain_progress_lines(drill: DrillScenario) -> None:
     drill.write_config()
     result = drill.run(env={"RESTOREDRILL_PROGRESS_INTERVAL": "0.2"})
     assert result.returncode == 0, result.output

@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 
 from restoredrill import pgtools, proc
 from restoredrill.errors import CouldNotVerify
+from restoredrill.layers.pgbackrest import rows_at
 from restoredrill.layers.pgbackrest_repo import PgBackRest
-from restoredrill.layers.physical import rows_at
 from tests.conftest import MotoServer, leftovers, run_cli, traversable_tempdir
 from tests.pgbackrest_support import Repo, build_repo, drill_config, tls_front
 

@@ -13,7 +13,7 @@ import pytest
 from restoredrill.layers import logical_policy
 from restoredrill.layers.logical_keys import dumps_of
 from restoredrill.stores import S3Store
-from tests.conftest import AWS_SECRET, Drill, MotoServer
+from tests.conftest import AWS_SECRET, DrillScenario, MotoServer
 
 pytestmark = pytest.mark.integration
 PREFIX = "postgres/logical/"
@@ -96,7 +96,7 @@ def test_versioning_and_object_lock_read_from_the_bucket(moto: MotoServer, backu
     assert "default retention COMPLIANCE for 35 day(s)" in found.detail
 
 
-def policy_config(drill: Drill, moto: MotoServer, bucket: str) -> None:
+def policy_config(drill: DrillScenario, moto: MotoServer, bucket: str) -> None:
     drill.write_config(
         source=f"s3://{bucket}/{PREFIX}",
         extra=f'endpoint_url = "{moto.endpoint}"\nregion = "us-east-1"\n'
@@ -109,7 +109,7 @@ def outcomes(record: dict) -> dict[str, tuple[str, str]]:
 
 
 def test_healthy_bucket_passes_the_policy_and_its_cost_is_recorded(
-    drill: Drill, moto: MotoServer, backup_template: Path
+    drill: DrillScenario, moto: MotoServer, backup_template: Path
 ) -> None:
     bucket = upload(moto, backup_template, ServerSideEncryption="AES256")
     policy_config(drill, moto, bucket)
@@ -132,7 +132,7 @@ def test_healthy_bucket_passes_the_policy_and_its_cost_is_recorded(
 
 
 def test_a_missing_day_and_an_unencrypted_dump_fail_each_named(
-    drill: Drill, moto: MotoServer, backup_template: Path
+    drill: DrillScenario, moto: MotoServer, backup_template: Path
 ) -> None:
     bucket = upload(moto, backup_template, ServerSideEncryption="AES256")
     client = moto.client()

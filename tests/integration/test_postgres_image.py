@@ -30,6 +30,7 @@ import psycopg
 import pytest
 
 from restoredrill import proc
+from restoredrill.waiting import wait_until
 from tests.conftest import traversable_tempdir
 
 # Parallel-safe, but kept on one xdist worker: the start-to-ready and stop budgets are measured without this
@@ -137,9 +138,10 @@ class Container:
 
     def wait_ready(self, user: str, password: str, dbname: str, timeout: float = 30) -> float:
         """Seconds from `docker run` until a query answered over TCP from the host; fails if the server died."""
-        deadline = time.monotonic() + timeout
-        last = ""
-        for attempt in itertools.count():
+        last, attempts = "", itertools.count()
+
+        def answers() -> float | None:
+            nonlocal last
             try:
                 with self.connect(user, password, dbname) as conn:
                     conn.execute("SELECT 1")
@@ -147,12 +149,17 @@ class Container:
             except psycopg.OperationalError as exc:
                 last = str(exc).strip()
             # `docker inspect` costs CPU the starting server needs: ask only every 0.5 s.
-            if attempt % 10 == 9 and not self.state()["Running"]:
+            if next(attempts) % 10 == 9 and not self.state()["Running"]:
                 pytest.fail(f"{self.name} died at start:\n{self.logs()[-3000:]}")
-            if time.monotonic() > deadline:
-                pytest.fail(f"{self.name} not ready within {timeout:.0f} s ({last}):\n{self.logs()[-3000:]}")
-            time.sleep(0.05)
-        raise AssertionError("unreachable")
+            return None
+
+        return wait_until(
+            answers,
+            timeout=timeout,
+            interval=0.05,
+            timed_out=lambda: f"{self.name} not ready within {timeout:.0f} s ({last}):\n{self.logs()[-3000:]}",
+            error=pytest.fail.Exception,
+        )
 
 
 @dataclass

@@ -8,10 +8,11 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 
 import psutil
 import pytest
+
+from restoredrill.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -31,13 +32,13 @@ OWNER = textwrap.dedent(
 
 
 def _children_named(owner: psutil.Process, name: str, timeout: float = 20) -> list[psutil.Process]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = [p for p in owner.children(recursive=True) if p.name() == name]
-        if found:
-            return found
-        time.sleep(0.05)
-    raise AssertionError(f"{name} never started")
+    return wait_until(
+        lambda: [p for p in owner.children(recursive=True) if p.name() == name],
+        timeout=timeout,
+        interval=0.05,
+        timed_out=lambda: f"{name} never started",
+        error=AssertionError,
+    )
 
 
 def _running(processes: list[psutil.Process]) -> list[int]:
@@ -70,10 +71,13 @@ def test_what_the_runner_starts_dies_with_a_killed_owner(started_by: str, user: 
             assert children[0].uids().effective != 0, "as root the child should run as the server's user"
         owner.kill()
         owner.wait(10)
-        deadline = time.monotonic() + 5
-        while (alive := _running(children)) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert alive == [], f"outlived its owner: {alive}"
+        wait_until(
+            lambda: _running(children) == [],
+            timeout=5,
+            interval=0.05,
+            timed_out=lambda: f"outlived its owner: {_running(children)}",
+            error=AssertionError,
+        )
     finally:
         for child in children:
             with contextlib.suppress(psutil.Error):

@@ -22,6 +22,7 @@ import pytest
 from restoredrill import pgtools
 from restoredrill.demo import load_shop
 from restoredrill.targets.local import LocalInstance
+from restoredrill.waiting import wait_until
 from tests.conftest import AWS_ENV, MotoServer, free_port, run_cli, start_moto, traversable_tempdir
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("rds")]
@@ -331,9 +332,13 @@ def test_interrupted_drill_leaves_an_instance_the_janitor_removes(case: Case) ->
             for i in case.drill_instances()
         )
 
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not shaped():
-        time.sleep(0.2)
+    wait_until(
+        shaped,
+        timeout=60,
+        interval=0.2,
+        timed_out=lambda: "the drill never made its instance single-AZ and unprotected",
+        error=AssertionError,
+    )
     drill.send_signal(signal.SIGKILL)  # a crash: no cleanup runs
     drill.wait(30)
     leftover = next(i for i in case.drill_instances() if i["DBInstanceIdentifier"] != planted)

@@ -12,17 +12,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import AWS_ENV, Drill
+from tests.conftest import AWS_ENV, DrillScenario
 
 pytestmark = pytest.mark.integration
 PROJECT = Path(__file__).resolve().parents[2]
 
 
-def _records(drill: Drill) -> list[dict]:
+def _records(drill: DrillScenario) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted((drill.reports / "evidence").glob("*.json"))]
 
 
-def _with_pgbackrest(drill: Drill) -> None:
+def _with_pgbackrest(drill: DrillScenario) -> None:
     """The logical layer, plus a pgBackRest layer that a `-k logical` selection leaves out."""
     drill.write_config(
         extra=(
@@ -32,7 +32,7 @@ def _with_pgbackrest(drill: Drill) -> None:
     )
 
 
-def test_selecting_one_layer_is_partial_everywhere(drill: Drill) -> None:
+def test_selecting_one_layer_is_partial_everywhere(drill: DrillScenario) -> None:
     _with_pgbackrest(drill)
     result = drill.run("-k", "logical")
     assert result.returncode == 4, result.output
@@ -50,7 +50,7 @@ def test_selecting_one_layer_is_partial_everywhere(drill: Drill) -> None:
     assert {"database": "shop", "layer": "pgbackrest", "variant": "time"} in context["planned"]
 
 
-def test_selecting_some_checks_is_partial_and_names_what_did_not_run(drill: Drill) -> None:
+def test_selecting_some_checks_is_partial_and_names_what_did_not_run(drill: DrillScenario) -> None:
     drill.write_config()
     result = drill.run("-k", "logical and amcheck")
     assert result.returncode == 4, result.output
@@ -65,7 +65,7 @@ def test_selecting_some_checks_is_partial_and_names_what_did_not_run(drill: Dril
 
 
 @pytest.mark.parametrize("workers", ["0", "2"])  # in-process, and the xdist controller that runs no item itself
-def test_plain_pytest_exit_status_agrees_with_the_evidence(drill: Drill, workers: str) -> None:
+def test_plain_pytest_exit_status_agrees_with_the_evidence(drill: DrillScenario, workers: str) -> None:
     """Only the restore item: no check of the restored database ran, so nothing is verified (exit 3)."""
     config = drill.write_config()
     env = {k: v for k, v in os.environ.items() if not k.startswith("RESTOREDRILL_")}
@@ -95,7 +95,7 @@ def test_plain_pytest_exit_status_agrees_with_the_evidence(drill: Drill, workers
     assert result.returncode == 3, output
 
 
-def test_a_reason_with_brackets_is_printed_and_reported(drill: Drill) -> None:
+def test_a_reason_with_brackets_is_printed_and_reported(drill: DrillScenario) -> None:
     drill.write_config(
         extra='[[databases.shop.checks.sql]]\nname = "orders [/] [bold]paid[/bold]"\nsql = "SELECT 1"\nexpect = 2\n'
     )
@@ -107,7 +107,7 @@ def test_a_reason_with_brackets_is_printed_and_reported(drill: Drill) -> None:
     assert list(drill.reports.glob("drill-report-*.html"))
 
 
-def test_a_failed_check_is_one_line_without_a_traceback_location(drill: Drill) -> None:
+def test_a_failed_check_is_one_line_without_a_traceback_location(drill: DrillScenario) -> None:
     drill.write_config(extra='[[databases.shop.checks.sql]]\nname = "never"\nsql = "SELECT 1"\nexpect = 2\n')
     result = drill.run()
     assert result.returncode == 1, result.output
@@ -120,7 +120,7 @@ def test_a_failed_check_is_one_line_without_a_traceback_location(drill: Drill) -
     assert not [line for line in result.output.splitlines() if line.startswith("FAILED drills/")]  # no repeat
 
 
-def test_users_junitxml_is_written_and_the_runs_own_stays_in_the_manifest(drill: Drill, tmp_path: Path) -> None:
+def test_users_junitxml_is_written_and_the_runs_own_stays_in_the_manifest(drill: DrillScenario, tmp_path: Path) -> None:
     drill.write_config()
     mine = tmp_path / "mine.xml"
     result = drill.run("-k", "logical", f"--junitxml={mine}")
@@ -131,7 +131,7 @@ def test_users_junitxml_is_written_and_the_runs_own_stays_in_the_manifest(drill:
     assert f"junit/{own.name}" in json.dumps(manifest)
 
 
-def test_nothing_selected_names_what_was_configured_and_why(drill: Drill) -> None:
+def test_nothing_selected_names_what_was_configured_and_why(drill: DrillScenario) -> None:
     drill.write_config()
     result = drill.run("-k", "no_such_database")
     assert result.returncode == 3, result.output

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Drill
+from tests.conftest import DrillScenario
 
 pytestmark = pytest.mark.integration
 
@@ -73,14 +73,14 @@ def test_only_on_c(restored) -> None:
 """
 
 
-def _user_file(drill: Drill, name: str, text: str) -> Path:
+def _user_file(drill: DrillScenario, name: str, text: str) -> Path:
     path = drill.root / "my_drills" / name
     path.parent.mkdir(exist_ok=True)
     path.write_text(text)
     return path
 
 
-def _drill_with(drill: Drill, name: str, text: str, exit_code: int, *args: str) -> tuple[dict, str]:
+def _drill_with(drill: DrillScenario, name: str, text: str, exit_code: int, *args: str) -> tuple[dict, str]:
     """The logical drill of shop run with one file of a team's tests; its record and the console."""
     drill.write_config()
     result = drill.run(str(_user_file(drill, name, text)), *args)
@@ -94,7 +94,7 @@ def _check(record: dict, name: str) -> dict:
     return found[0]
 
 
-def test_a_failing_user_test_fails_the_drill_and_a_passing_one_is_a_passed_check(drill: Drill) -> None:
+def test_a_failing_user_test_fails_the_drill_and_a_passing_one_is_a_passed_check(drill: DrillScenario) -> None:
     record, output = _drill_with(drill, "test_shop_rules.py", PASSING_AND_FAILING, 1)
     assert record["verdict"] == "failed"
     failed = _check(record, "test_shop_rules.py::test_no_order_over_100")
@@ -113,7 +113,7 @@ def test_a_failing_user_test_fails_the_drill_and_a_passing_one_is_a_passed_check
     assert "FAILED  shop / logical: test_shop_rules.py::test_no_order_over_100 failed" in output
 
 
-def test_a_user_test_that_raises_makes_the_drill_could_not_verify(drill: Drill) -> None:
+def test_a_user_test_that_raises_makes_the_drill_could_not_verify(drill: DrillScenario) -> None:
     record, output = _drill_with(drill, "test_broken_rule.py", RAISING, 3)
     assert record["verdict"] == "could_not_verify"
     check = _check(record, "test_broken_rule.py::test_reads_a_table_the_backup_never_had")
@@ -124,13 +124,13 @@ def test_a_user_test_that_raises_makes_the_drill_could_not_verify(drill: Drill) 
     assert "Traceback" not in output
 
 
-def test_leaving_a_user_test_out_is_partial(drill: Drill) -> None:
+def test_leaving_a_user_test_out_is_partial(drill: DrillScenario) -> None:
     record, _output = _drill_with(drill, "test_shop_rules.py", PASSING_AND_FAILING, 4, "-k", "not over_100")
     assert record["verdict"] == "partial"
     assert record["left_out"] == ["test_shop_rules.py::test_no_order_over_100"]
 
 
-def test_under_two_workers_each_database_is_restored_once_for_all_its_tests(drill: Drill) -> None:
+def test_under_two_workers_each_database_is_restored_once_for_all_its_tests(drill: DrillScenario) -> None:
     databases = "abcd"
     drill.write_config()
     config = drill.root / "drills.toml"

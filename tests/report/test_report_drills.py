@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import AWS_SECRET, Drill, MotoServer, free_port
+from tests.conftest import AWS_SECRET, DrillScenario, MotoServer, free_port
 from tests.report.conftest import cli
 from tests.report.test_report_cli import ed25519_pair
 
@@ -16,13 +16,13 @@ pytestmark = pytest.mark.integration
 PLANTED = "Planted-Config-Secret-9vQ2"  # a password in the configuration's endpoint URL
 
 
-def report_of(drill: Drill) -> Path:
+def report_of(drill: DrillScenario) -> Path:
     found = sorted(drill.reports.glob("drill-report-*.html"))
     assert len(found) == 1, found
     return found[0]
 
 
-def break_newest_dump(drill: Drill) -> None:
+def break_newest_dump(drill: DrillScenario) -> None:
     newest = drill.newest()
     data = bytearray(newest.read_bytes())
     data[len(data) // 2] ^= 0x01
@@ -34,7 +34,7 @@ def break_newest_dump(drill: Drill) -> None:
     [("healthy", 0, "PASSED"), ("failing", 1, "FAILED"), ("could_not_verify", 3, "COULD NOT VERIFY")],
 )
 def test_report_of_a_real_drill_in_chromium(
-    drill: Drill,
+    drill: DrillScenario,
     open_report,  # type: ignore[no-untyped-def]
     scenario: str,
     exit_code: int,
@@ -86,7 +86,9 @@ def test_report_of_a_real_drill_in_chromium(
     assert verified.returncode == 0, verified.output
 
 
-def test_secrets_in_config_and_environment_reach_no_report_file(moto: MotoServer, drill: Drill, tmp_path: Path) -> None:
+def test_secrets_in_config_and_environment_reach_no_report_file(
+    moto: MotoServer, drill: DrillScenario, tmp_path: Path
+) -> None:
     """S3 through an endpoint URL carrying a password, a signing key given as PEM text in the environment,
     and the AWS secret: none of them appears in any file under reports/ or in the output."""
     s3 = moto.client()
@@ -126,7 +128,7 @@ def test_secrets_in_config_and_environment_reach_no_report_file(moto: MotoServer
     assert f"evidence/{record.name} does not match its SHA-256" in tampered.output
 
 
-def test_a_bad_signing_key_stops_the_run_before_any_drill(drill: Drill) -> None:
+def test_a_bad_signing_key_stops_the_run_before_any_drill(drill: DrillScenario) -> None:
     drill.write_config()
     result = drill.run(env={"RESTOREDRILL_SIGNING_KEY": "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----"})
     assert result.returncode == 2, result.output
@@ -135,7 +137,7 @@ def test_a_bad_signing_key_stops_the_run_before_any_drill(drill: Drill) -> None:
     assert not (drill.reports / "evidence").exists()
 
 
-def test_password_in_an_unreachable_endpoint_url_reaches_no_file(drill: Drill) -> None:
+def test_password_in_an_unreachable_endpoint_url_reaches_no_file(drill: DrillScenario) -> None:
     endpoint = f"http://reader:{PLANTED}@127.0.0.1:{free_port()}"
     drill.write_config(
         source="s3://backups/postgres/logical/", extra=f'endpoint_url = "{endpoint}"\nregion = "us-east-1"'

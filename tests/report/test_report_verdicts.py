@@ -44,7 +44,7 @@ def test_a_selection_that_left_a_layer_out_is_partial(tmp_path: Path) -> None:
     controls = _controls(html)
     assert controls
     assert "passed" not in controls.values()
-    assert "physical + WAL (pgBackRest): NOT TESTED" in _text(html, "controls")
+    assert "pgBackRest (base backup + WAL): NOT TESTED" in _text(html, "controls")
 
 
 def test_a_drill_with_checks_left_out_is_partial_and_names_them(tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ from restoredrill.errors import ConfigError
 from restoredrill.evidence import DrillRecord, Objectives
 from restoredrill.operate import matrix, notify, progress
 from restoredrill.operate.premigration import copy_environment
-from restoredrill.targets.local import Connection
+from restoredrill.targets.connection import Connection
 
 
 def test_a_redacted_record_is_still_valid_json() -> None:

@@ -10,15 +10,15 @@ from hypothesis import strategies as st
 
 from restoredrill import proc
 from restoredrill.errors import BackupDefect, ConfigError, CouldNotVerify
-from restoredrill.layers.pgbackrest_errors import classify, kinds_in, wrong_key
-from restoredrill.layers.pgbackrest_repo import parse_verify, restored_set
-from restoredrill.layers.physical import (
+from restoredrill.layers.pgbackrest import (
     _restore_failure,
     last_commit_before_unreached_target,
     random_target,
     resolve_target,
     target_text,
 )
+from restoredrill.layers.pgbackrest_errors import classify, kinds_in, wrong_key
+from restoredrill.layers.pgbackrest_repo import parse_verify, restored_set
 from restoredrill.layers.replay import ReplayEnd, format_lsn, parse_lsn, redo_done_lsn, stop_cause, stopping_time
 from restoredrill.layers.wal import Segment, find_gaps, parse_segment
 from restoredrill.targets.recovered import replay_stop_sentence

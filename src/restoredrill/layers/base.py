@@ -1,6 +1,6 @@
 """What every drill shares: one restore, checks recorded one by one, cleanup, and the verdict.
 
-A layer's drill subclasses `Drill` and provides `_prepare` (discover, fetch, restore: failures are
+A layer's drill subclasses `LayerDrill` and provides `_prepare` (discover, fetch, restore: failures are
 raised as BackupDefect or CouldNotVerify and kept), `timing_checks`, `database_checks`, `_timing`,
 `restore_detail` and `_cleanup`. Checks a team wrote themselves (pytest tests using the `restored`
 fixture) are planned with `plan_extra` and recorded with `record_check`, like any built-in check.
@@ -28,7 +28,7 @@ Log = Callable[[str], None]
 CheckFunction = Callable[[Restored], CheckRecord]
 
 
-class Drill:
+class LayerDrill:
     layer: Layer
 
     def __init__(self, config: DrillConfig, database: str, run_id: str, log: Log = lambda _m: None) -> None:

@@ -23,14 +23,20 @@ from restoredrill.errors import BackupDefect, CouldNotVerify
 from restoredrill.evidence import CheckRecord, iso, utcnow
 from restoredrill.layers import logical_policy
 from restoredrill.layers import logical_records as records
-from restoredrill.layers.base import CheckFunction, Drill, Log
+from restoredrill.layers.base import CheckFunction, LayerDrill, Log
 from restoredrill.layers.logical_keys import DumpKey, dumps_of, recovery_point
 from restoredrill.manifest import Manifest
 from restoredrill.operate import preflight, progress
 from restoredrill.stores import Store, StoredObject, open_store
-from restoredrill.targets.choice import check_container, container_instance, newest_bindir, wants_container
-from restoredrill.targets.container import ContainerInstance
-from restoredrill.targets.local import MARKER, PREFIX, LocalInstance, remove_marked_folder, workdir_base
+from restoredrill.targets.choice import (
+    check_container,
+    container_instance,
+    local_instance,
+    newest_bindir,
+    wants_container,
+)
+from restoredrill.targets.local import MARKER, PREFIX, remove_marked_folder, workdir_base
+from restoredrill.targets.protocol import FreshTarget
 
 _ERROR_LINE = re.compile(r"^pg_restore: error: (.*)$")
 _IGNORED = re.compile(r"errors ignored on restore: (\d+)")
@@ -46,7 +52,7 @@ def restore_messages(stderr: str) -> list[str]:
     return errors
 
 
-class LogicalDrill(Drill):
+class LogicalDrill(LayerDrill):
     layer = "logical"
     timing_checks = TIMING_CHECKS
 
@@ -64,7 +70,7 @@ class LogicalDrill(Drill):
         self.dumps: list[DumpKey] = []
         self.objects: list[StoredObject] = []
         self.listed_at = utcnow()
-        self.instance: LocalInstance | ContainerInstance | None = None
+        self.instance: FreshTarget | None = None
         self.fetch_dir: Path | None = None
         self.restore_log = ""
         self.newest: DumpKey | None = None
@@ -152,18 +158,12 @@ class LogicalDrill(Drill):
         target = self.config.target
         if wants_container(target, major):
             bindir = newest_bindir(target.pg_bindir)  # client tools only: the server is the container's
-            self.instance = container_instance(target, major, self.record.run_id)
-            self.instance.start()
-            check_container(self.record, self.instance, major)
+            container = self.instance = container_instance(target, major, self.record.run_id)
+            container.start()
+            check_container(self.record, container, major)
         else:
             bindir = pgtools.bindir_for(major, target.pg_bindir)
-            self.instance = LocalInstance(
-                bindir,
-                run_id=self.record.run_id,
-                base=target.workdir,
-                run_as=target.run_as,
-                start_timeout=target.start_timeout,
-            )
+            self.instance = local_instance(target, bindir, self.record.run_id)
             self.instance.start()
             self.record.target_info.server_version = self.instance.server_version()
             if pgtools.major_of(self.record.target_info.server_version) != major:

@@ -24,12 +24,13 @@ from restoredrill.durations import format_duration
 from restoredrill.errors import BackupDefect, CouldNotVerify
 from restoredrill.evidence import CheckRecord, iso, utcnow
 from restoredrill.layers import rds_api
-from restoredrill.layers.base import CheckFunction, Drill, Log
+from restoredrill.layers.base import CheckFunction, LayerDrill, Log
 from restoredrill.operate import progress
-from restoredrill.targets.local import Connection
+from restoredrill.targets.connection import Connection
+from restoredrill.waiting import wait_until
 
 
-class RdsDrill(Drill):
+class RdsDrill(LayerDrill):
     layer = "rds"
 
     def __init__(self, config: DrillConfig, database: str, run_id: str, log: Log = lambda _m: None) -> None:
@@ -42,8 +43,9 @@ class RdsDrill(Drill):
         self.record.target_info.kind = "rds"
         self.record.recovery_target = "snapshot" if source.restore_from == "snapshot" else source.restore_time
         self.rds: Any = None
-        self.instance: dict[str, Any] | None = None
+        self.source_described: dict[str, Any] | None = None  # what RDS says about the source instance
         self.identifier: str | None = None
+        self.instance: RdsInstance | None = None
         self.findings: dict[str, rds_api.Finding] = {}
         names = [f.name for f in rds_api.audit({}, config.rds_policy(database))]
         self.timing_checks = ("rto", "rpo_latest_restorable", *names)
@@ -66,7 +68,7 @@ class RdsDrill(Drill):
         self.rds = rds = rds_api.client(source)
         now = utcnow()
         described = rds.describe_db_instances(DBInstanceIdentifier=source.source_instance)["DBInstances"]
-        self.instance = instance = described[0]
+        self.source_described = instance = described[0]
         self.findings = {f.name: f for f in rds_api.audit(instance, self.config.rds_policy(self.database))}
         latest = instance.get("LatestRestorableTime")
         if latest is not None:
@@ -108,6 +110,7 @@ class RdsDrill(Drill):
         self._refuse_identifier(identifier)
         started = time.monotonic()
         self.identifier = identifier  # from here on, cleanup deletes it whatever happens
+        self.instance = RdsInstance(rds, identifier, self.record.run_id)
         common = self._restore_parameters(now)
         self.log(f"{self.database}: restoring {backup.id} into temporary RDS instance {identifier}")
         if source.restore_from == "snapshot":
@@ -120,7 +123,7 @@ class RdsDrill(Drill):
             probe=lambda: str(self.record.target_info.instance.get("status") or "requested"),
         )
         with polls:
-            connection = self._wait_until_usable(identifier, started)
+            connection = self.instance.connection = self._wait_until_usable(identifier, started)
         self.record.stages.restore_s = self.record.rto_s = round(time.monotonic() - started, 3)
         bindir = pgtools.bindir_for(max(pgtools.available_bindirs(self.config.target.pg_bindir)))
         self.restored = Restored(
@@ -217,9 +220,10 @@ class RdsDrill(Drill):
         return Connection(host, port, user, password, sslmode)
 
     def _wait_until_usable(self, identifier: str, started: float) -> Connection:
-        deadline = started + self.source.available_timeout
         status, last_error, next_log = "unknown", "", 0.0
-        while True:
+
+        def usable() -> Connection | None:
+            nonlocal status, last_error, next_log
             described = self.rds.describe_db_instances(DBInstanceIdentifier=identifier)["DBInstances"][0]
             status = described.get("DBInstanceStatus", "unknown")
             self.record.target_info.instance = read_back(described)
@@ -238,14 +242,19 @@ class RdsDrill(Drill):
             if time.monotonic() >= next_log:
                 self.log(f"{self.database}: {identifier} is {status} after {format_duration(elapsed)}")
                 next_log = time.monotonic() + 60
-            if time.monotonic() > deadline:
-                raise CouldNotVerify(
-                    f"the restored instance {identifier} never became usable within "
-                    f"{format_duration(self.source.available_timeout)} (status {status}"
-                    + (f"; {last_error}" if last_error else "")
-                    + ")"
-                )
-            time.sleep(min(self.source.poll_interval, max(0.0, deadline - time.monotonic())) or 0.1)
+            return None
+
+        return wait_until(
+            usable,
+            timeout=started + self.source.available_timeout - time.monotonic(),  # RTO counts from the restore call
+            interval=self.source.poll_interval or 0.1,  # a configured 0 never spins
+            timed_out=lambda: (
+                f"the restored instance {identifier} never became usable within "
+                f"{format_duration(self.source.available_timeout)} (status {status}"
+                + (f"; {last_error}" if last_error else "")
+                + ")"
+            ),
+        )
 
     # ----- stage 2 -----------------------------------------------------------------------------------
     def database_checks(self) -> dict[str, CheckFunction]:
@@ -265,7 +274,7 @@ class RdsDrill(Drill):
     def _timing(self, name: str) -> CheckRecord:
         if name == "rto":
             return self.rto_check("restore call until the instance accepts connections")
-        if self.instance is None:
+        if self.source_described is None:
             return self.not_run(name)
         if name == "rpo_latest_restorable":
             if self.record.rpo_s is None:
@@ -289,20 +298,51 @@ class RdsDrill(Drill):
     # ----- stage 3 -----------------------------------------------------------------------------------
     def _cleanup(self) -> None:
         """Delete the temporary instance whatever happened, but only one that carries this run's tag."""
-        if self.identifier is None or self.rds is None:
+        if self.instance is None:
             return
+        self.instance.destroy()
+        self.record.notes.extend(self.instance.notes)
+        if self.instance.cleanup_error is not None:
+            self._cleanup_failed(self.instance.cleanup_error)
+
+    def _cleanup_failed(self, error: Exception) -> None:
+        self.record.add_check(
+            CheckRecord(name="cleanup", outcome="error", detail=f"the temporary instance may be left behind: {error}")
+        )
+
+
+class RdsInstance:
+    """The temporary instance as the drill's Target (targets/protocol.py): reached through `connection` once
+    usable; `destroy` deletes it, but only one that carries this run's tag, and keeps what it did in
+    `notes` and `cleanup_error` for the drill's record."""
+
+    def __init__(self, rds: Any, identifier: str, run_id: str) -> None:
+        self.rds, self.identifier, self.run_id = rds, identifier, run_id
+        self.connection: Connection | None = None
+        self.notes: list[str] = []
+        self.cleanup_error: Exception | None = None
+        self.destroyed = False
+
+    def destroy(self) -> None:
+        """Delete it whatever happened; safe to call twice (the second call does nothing)."""
+        if self.destroyed:
+            return
+        self.destroyed = True
+        self._delete()
+
+    def _delete(self) -> None:
         try:
             described = self.rds.describe_db_instances(DBInstanceIdentifier=self.identifier)["DBInstances"][0]
         except Exception as exc:
             code = getattr(exc, "response", {}).get("Error", {}).get("Code", "")
             if code == "DBInstanceNotFound":
-                self.record.notes.append(f"temporary instance {self.identifier} was never created")
+                self.notes.append(f"temporary instance {self.identifier} was never created")
                 return
-            self._cleanup_failed(rds_api.explain(exc))
+            self.cleanup_error = rds_api.explain(exc)
             return
         tags = rds_api.tags_of(described)
-        if tags.get(rds_api.RUN_TAG) != self.record.run_id:
-            self._cleanup_failed(CouldNotVerify(f"{self.identifier} does not carry this run's tag: not deleted"))
+        if tags.get(rds_api.RUN_TAG) != self.run_id:
+            self.cleanup_error = CouldNotVerify(f"{self.identifier} does not carry this run's tag: not deleted")
             return
         try:
             if described.get("DeletionProtection"):
@@ -313,14 +353,9 @@ class RdsDrill(Drill):
                 DBInstanceIdentifier=self.identifier, SkipFinalSnapshot=True, DeleteAutomatedBackups=True
             )
         except Exception as exc:
-            self._cleanup_failed(rds_api.explain(exc))
+            self.cleanup_error = rds_api.explain(exc)
             return
-        self.record.notes.append(f"deleted temporary instance {self.identifier}")
-
-    def _cleanup_failed(self, error: Exception) -> None:
-        self.record.add_check(
-            CheckRecord(name="cleanup", outcome="error", detail=f"the temporary instance may be left behind: {error}")
-        )
+        self.notes.append(f"deleted temporary instance {self.identifier}")
 
 
 def read_back(described: dict[str, Any]) -> dict[str, object]:

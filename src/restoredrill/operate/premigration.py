@@ -4,7 +4,7 @@ Right before a migration an engineer wants three facts: there IS a recent rollba
 it restores, and the migration works (and how long it takes) on production-sized data. So:
 1. refuse when the newest backup is older than --max-backup-age ("take a backup first"), or take one first
    with the project's own logical backup job (--take-backup --source-dsn);
-2. restore it with the drill engine (the same LogicalDrill / PhysicalDrill `restoredrill run` uses);
+2. restore it with the drill engine (the same LogicalDrill / PgBackRestDrill `restoredrill run` uses);
 3. run the checks that vouch for the BACKUP (restore errors, tables of the TOC, manifest, recovery) on the
    untouched copy: after the migration a changed structure would be a false alarm;
 4. run the command against the copy, timed, with PG* and DATABASE_URL pointing at the copy and every
@@ -29,7 +29,7 @@ from restoredrill.config import DrillConfig, Layer, config_path, load_config
 from restoredrill.durations import format_duration
 from restoredrill.errors import BackupDefect, ConfigError, CouldNotVerify
 from restoredrill.evidence import BackupInfo, CheckRecord, DrillRecord, Outcome, new_run_id
-from restoredrill.layers.base import Drill
+from restoredrill.layers.base import LayerDrill
 from restoredrill.libpq_env import forget_inherited_servers, points_at_a_server
 from restoredrill.operate import listing, notify
 from restoredrill.report.commands import before_run
@@ -155,7 +155,7 @@ def copy_environment(restored: Restored) -> dict[str, str]:
     }
 
 
-def run_migration(drill: Drill, command: str, timeout_s: float) -> CheckRecord:
+def run_migration(drill: LayerDrill, command: str, timeout_s: float) -> CheckRecord:
     assert drill.restored is not None
     result = proc.run(
         ["/bin/sh", "-c", command],
@@ -183,7 +183,7 @@ def run_migration(drill: Drill, command: str, timeout_s: float) -> CheckRecord:
     return record
 
 
-def _checks(drill: Drill, names: list[str]) -> None:
+def _checks(drill: LayerDrill, names: list[str]) -> None:
     for name in names:
         try:
             drill.check(name)
@@ -191,15 +191,15 @@ def _checks(drill: Drill, names: list[str]) -> None:
             continue  # recorded as not applicable by the drill, as in a regular run
 
 
-def make_drill(config: DrillConfig, database: str, layer: Layer, run_id: str) -> Drill:
+def make_drill(config: DrillConfig, database: str, layer: Layer, run_id: str) -> LayerDrill:
     from restoredrill.layers.logical import LogicalDrill
-    from restoredrill.layers.physical import PhysicalDrill
+    from restoredrill.layers.pgbackrest import PgBackRestDrill
 
-    drill: Drill
+    drill: LayerDrill
     if layer == "logical":
         drill = LogicalDrill(config, database, run_id, log=listing_say)
     else:
-        drill = PhysicalDrill(config, database, "latest", run_id, log=listing_say)  # replay to the newest WAL
+        drill = PgBackRestDrill(config, database, "latest", run_id, log=listing_say)  # replay to the newest WAL
     drill.record.variant = VARIANT
     return drill
 

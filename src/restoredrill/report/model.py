@@ -19,7 +19,7 @@ OUTCOME_LABEL = {
     "skipped": "not applicable",
     "left_out": "not selected",
 }
-LAYER_LABEL = {"logical": "logical (pg_dump)", "pgbackrest": "physical + WAL (pgBackRest)", "rds": "RDS"}
+LAYER_LABEL = {"logical": "logical (pg_dump)", "pgbackrest": "pgBackRest (base backup + WAL)", "rds": "RDS"}
 VERDICT_RANK = {"failed": 0, "could_not_verify": 1, "partial": 2, "passed": 3}
 VARIANTS = ("latest", "immediate", "time")
 STAGES = (("fetch_s", "fetch"), ("restore_s", "restore"), ("recovery_s", "recovery"), ("checks_s", "checks"))

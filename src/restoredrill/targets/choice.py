@@ -10,6 +10,7 @@ from restoredrill.config import Target
 from restoredrill.errors import CouldNotVerify
 from restoredrill.evidence import DrillRecord
 from restoredrill.targets.container import ContainerInstance, engine_available, image_for, image_present
+from restoredrill.targets.local import LocalInstance
 
 
 def wants_container(target: Target, major: int) -> bool:
@@ -33,6 +34,13 @@ def newest_bindir(configured: Path | None) -> Path:
 def container_instance(target: Target, major: int, run_id: str) -> ContainerInstance:
     """Not started yet: the drill holds it before it starts, so a Ctrl-C during start still removes it."""
     return ContainerInstance(image_for(target.image, major), run_id=run_id, start_timeout=target.start_timeout)
+
+
+def local_instance(target: Target, bindir: Path, run_id: str) -> LocalInstance:
+    """Not started yet, like container_instance: a server of `bindir` in the configured workdir."""
+    return LocalInstance(
+        bindir, run_id=run_id, base=target.workdir, run_as=target.run_as, start_timeout=target.start_timeout
+    )
 
 
 def check_container(record: DrillRecord, instance: ContainerInstance, major: int) -> None:

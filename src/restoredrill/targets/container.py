@@ -21,7 +21,9 @@ import psycopg
 from restoredrill import proc
 from restoredrill.errors import CouldNotVerify
 from restoredrill.targets import watchdog
-from restoredrill.targets.local import RESTORE_SETTINGS, Connection, free_port, process_alive
+from restoredrill.targets.connection import Connection
+from restoredrill.targets.local import RESTORE_SETTINGS, free_port, process_alive
+from restoredrill.waiting import wait_until
 
 LABEL = "restoredrill"
 RUN_LABEL = "restoredrill.run-id"
@@ -198,24 +200,31 @@ class ContainerInstance:
         return "gone"
 
     def _wait_ready(self) -> None:
-        assert self.connection is not None
-        deadline = time.monotonic() + self.start_timeout
+        connection = self.connection
+        assert connection is not None
         last = ""
-        while True:
+
+        def accepts() -> bool:
+            nonlocal last
             if self.status() in {"exited", "dead", "gone"}:
                 raise CouldNotVerify(f"the {self.image} container died at start: {self.logs_tail() or last}")
             try:
-                with self.connection.connect("postgres") as conn:
+                with connection.connect("postgres") as conn:
                     conn.execute("SELECT 1")
-                return
+                return True
             except psycopg.OperationalError as exc:
                 last = str(exc).strip().splitlines()[-1] if str(exc).strip() else ""
-            if time.monotonic() > deadline:
-                raise CouldNotVerify(
-                    f"the {self.image} container did not accept connections within "
-                    f"{self.start_timeout:.0f} s: {self.logs_tail() or last}"
-                )
-            time.sleep(0.1)
+                return False
+
+        wait_until(
+            accepts,
+            timeout=self.start_timeout,
+            interval=0.1,
+            timed_out=lambda: (
+                f"the {self.image} container did not accept connections within "
+                f"{self.start_timeout:.0f} s: {self.logs_tail() or last}"
+            ),
+        )
 
     def server_version(self) -> str:
         assert self.connection is not None

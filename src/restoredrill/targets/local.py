@@ -12,7 +12,6 @@ import shutil
 import socket
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
@@ -21,6 +20,8 @@ import psycopg
 from restoredrill import proc
 from restoredrill.errors import ConfigError, CouldNotVerify
 from restoredrill.folders import writable_folder
+from restoredrill.targets.connection import Connection
+from restoredrill.waiting import wait_until
 
 MARKER = "restoredrill-target.json"
 PREFIX = "restoredrill-"
@@ -72,36 +73,6 @@ def workdir_base(configured: Path | None = None) -> Path:
             f"path; pick a workdir of at most {room} bytes (target.workdir or RESTOREDRILL_WORKDIR)"
         )
     return base
-
-
-@dataclass(frozen=True)
-class Connection:
-    host: str
-    port: int
-    user: str
-    password: str
-    sslmode: str = "disable"  # loopback and unix sockets; a cloud endpoint asks for "require"
-
-    def conninfo(self, dbname: str) -> str:
-        return psycopg.conninfo.make_conninfo(
-            host=self.host, port=self.port, user=self.user, dbname=dbname, connect_timeout=10, sslmode=self.sslmode
-        )
-
-    def env(self) -> dict[str, str]:
-        """Credentials for libpq tools, passed by environment so they never show in `ps`."""
-        return {"PGPASSWORD": self.password, "PGSSLMODE": self.sslmode}
-
-    def connect(self, dbname: str, autocommit: bool = True) -> psycopg.Connection:
-        return psycopg.connect(self.conninfo(dbname), password=self.password, autocommit=autocommit)
-
-    def server_version(self) -> str:
-        with self.connect("postgres") as conn:
-            row = conn.execute("SHOW server_version").fetchone()
-        return str(row[0]) if row else "unknown"
-
-    def create_database(self, name: str) -> None:
-        with self.connect("postgres") as conn:
-            conn.execute(psycopg.sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(psycopg.sql.Identifier(name)))
 
 
 class ServerFolder:
@@ -229,22 +200,30 @@ class LocalInstance(ServerFolder):
     def _start_server(self) -> None:
         # The postmaster is our own child (not pg_ctl's daemon) so that it dies with the run: see proc.spawn.
         self.server = proc.spawn([self._tool("postgres"), "-D", self.data], log=self.log, run_as=self.user)
-        assert self.connection is not None
-        deadline = time.monotonic() + self.start_timeout
-        while True:
-            if not self.server.alive():
+        server, connection = self.server, self.connection
+        assert connection is not None
+        last = f"not ready within {self.start_timeout:.0f} s"
+
+        def accepts() -> bool:
+            nonlocal last
+            if not server.alive():
                 raise CouldNotVerify(f"the throwaway PostgreSQL did not start: {self.log_tail(3)}")
-            if not postmaster_ready(self.data) and time.monotonic() < deadline:
-                time.sleep(0.05)
-                continue
+            if not postmaster_ready(self.data):
+                return False
             try:
-                with self.connection.connect("postgres") as conn:
+                with connection.connect("postgres") as conn:
                     conn.execute("SELECT 1")
-                return
+                return True
             except psycopg.OperationalError as exc:
-                if time.monotonic() > deadline:
-                    raise CouldNotVerify(f"the throwaway PostgreSQL does not accept connections: {exc}") from None
-                time.sleep(0.1)
+                last = str(exc)
+                return False
+
+        wait_until(
+            accepts,
+            timeout=self.start_timeout,
+            interval=0.05,
+            timed_out=lambda: f"the throwaway PostgreSQL does not accept connections: {last}",
+        )
 
     def log_tail(self, lines: int = 20) -> str:
         if self.root is None or not self.log.exists():

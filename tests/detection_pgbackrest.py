@@ -1,11 +1,11 @@
-"""The physical detection corpus: a healthy pgBackRest repository, broken one way per class, drilled as a user
+"""The pgBackRest detection corpus: a healthy pgBackRest repository, broken one way per class, drilled as a user
 would (`restoredrill run`), and the verdict compared with the one each class must get.
 
 Every class is data: its name, the layer, how it is applied, the recovery targets it runs, the expected
 verdict and exit code, and the words that must name the defect. Healthy posix, encrypted and S3 repositories
 are drilled too, three times each: a false alarm counts as much as a miss.
 
-    python -m tests.detection_physical [--only CLASS ...] [--no-healthy] [--json FILE]
+    python -m tests.detection_pgbackrest [--only CLASS ...] [--no-healthy] [--json FILE]
 
 `run()` returns one row per class (and per healthy run): class, caught, check, seconds, reason, expected and
 actual exit code. Exit 0 when every row is as expected.

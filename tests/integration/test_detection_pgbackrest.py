@@ -1,4 +1,4 @@
-"""The fast subset of the physical detection corpus (tests/detection_physical.py): each class caught with its
+"""The fast subset of the pgBackRest detection corpus (tests/detection_pgbackrest.py): each class caught with its
 exit code and a message naming the defect. (The healthy repository passing every target is
 test_pgbackrest_drill.py's first test.)"""
 
@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.detection_physical import CLASSES, DefectClass, Templates, run_class
+from tests.detection_pgbackrest import CLASSES, DefectClass, Templates, run_class
 from tests.pgbackrest_support import Repo
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("pgbackrest-plain")]

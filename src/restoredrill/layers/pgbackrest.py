@@ -31,7 +31,7 @@ from restoredrill.durations import format_duration, parse_duration
 from restoredrill.errors import BackupDefect, ConfigError, CouldNotVerify, RestoreDrillError
 from restoredrill.evidence import CheckRecord, iso, utcnow
 from restoredrill.layers import pgbackrest_policy
-from restoredrill.layers.base import CheckFunction, Drill, Log
+from restoredrill.layers.base import CheckFunction, LayerDrill, Log
 from restoredrill.layers.pgbackrest_errors import classify, error_text
 from restoredrill.layers.pgbackrest_repo import BackupSet, PgBackRest, StanzaInfo, restored_set
 from restoredrill.layers.replay import (
@@ -49,6 +49,7 @@ from restoredrill.operate import preflight, progress
 from restoredrill.targets.choice import newest_bindir, wants_container
 from restoredrill.targets.container import image_for
 from restoredrill.targets.local import MARKER, PREFIX, remove_marked_folder, workdir_base
+from restoredrill.targets.protocol import RecoveredTarget
 from restoredrill.targets.recovered import ContainerRecoveredInstance, RecoveredInstance, RecoveryOutcome
 
 RecoveryKind = Literal["latest", "immediate", "time", "random"]
@@ -109,7 +110,7 @@ def last_commit_before_unreached_target(
 
 
 def recover_to_time(
-    instance: RecoveredInstance,
+    instance: RecoveredTarget,
     target: datetime,
     repo: PgBackRest,
     info: StanzaInfo | None = None,
@@ -142,7 +143,7 @@ def no_commit_after_target(last_commit: datetime, target: datetime) -> CouldNotV
     )
 
 
-class PhysicalDrill(Drill):
+class PgBackRestDrill(LayerDrill):
     layer = "pgbackrest"
 
     def __init__(
@@ -164,7 +165,7 @@ class PhysicalDrill(Drill):
         self.timing_checks = ("rto", *repository, *policy_checks)
         self.repo: PgBackRest | None = None
         self.info: StanzaInfo | None = None
-        self.instance: RecoveredInstance | None = None
+        self.instance: RecoveredTarget | None = None
         self.work: Path | None = None
         self.target_at: datetime | None = None
         self.outcome: RecoveryOutcome | None = None
@@ -291,7 +292,7 @@ class PhysicalDrill(Drill):
                 self.outcome = recover_to_time(self.instance, self.target_at, repo, info, self.source.wal_segment_mb)
             else:
                 self.outcome = self.instance.start_and_recover()
-        if isinstance(self.instance, ContainerRecoveredInstance):
+        if self.instance.image_info:  # it ran in a container: which image
             info_ = self.record.target_info
             info_.image_id = self.instance.image_info.get("image_id")
             info_.image_digest = self.instance.image_info.get("image_digest")
