@@ -7,6 +7,7 @@ verified, 4: PARTIAL, what ran passed but the selection left drills or checks ou
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shlex
 import shutil
@@ -68,6 +69,25 @@ def split_junitxml(pytest_args: list[str]) -> tuple[list[str], Path | None]:
     return rest, wanted
 
 
+# The plugins the drills use: xdist (`-n`, --dist=loadgroup, here and in its workers) and Allure
+# (--alluredir); pytest-timeout only where installed, to read the project's `timeout` setting (drills
+# obey their own timeouts: fixtures/drill_session.py turns it off for them).
+DRILL_PLUGINS = ("xdist.plugin", "allure_pytest.plugin")
+OPTIONAL_PLUGINS = ("pytest_timeout",)
+
+
+def plugin_args() -> list[str]:
+    """No plugin autoload: scanning every installed package's entry points and importing (and assertion-
+    rewriting) plugins the drills never use cost ~0.1-0.2 s of every run. The variable is inherited by
+    xdist's workers. `PYTEST_DISABLE_PLUGIN_AUTOLOAD=` (empty) turns autoload back on; `-p NAME` adds one."""
+    os.environ.setdefault("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
+    if not os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"]:
+        # Autoload loads these under their entry-point names; -p would register them a second time.
+        return ["-p", "no:benchmark", "-p", "no:hypothesispytest"]
+    present = [name for name in OPTIONAL_PLUGINS if importlib.util.find_spec(name) is not None]
+    return [arg for plugin in (*DRILL_PLUGINS, *present) for arg in ("-p", plugin)]
+
+
 def run_drills(config_file: str | None, pytest_args: list[str]) -> int:
     import pytest
 
@@ -91,11 +111,7 @@ def run_drills(config_file: str | None, pytest_args: list[str]) -> int:
         f"--rootdir={PROJECT}",
         "-p",
         "no:cacheprovider",
-        # Plugins the drills do not use cost ~1 s of start-up (hypothesis re-rewrites its modules each run).
-        "-p",
-        "no:benchmark",
-        "-p",
-        "no:hypothesispytest",
+        *plugin_args(),
         # All items of one drill stay on one xdist worker: one restore per database, one complete record.
         "--dist=loadgroup",
         # A check's failure is evidence, not a traceback: the summary below prints one line per finding

@@ -27,6 +27,7 @@ from restoredrill.layers.logical_keys import DumpKey, dumps_of, recovery_point
 from restoredrill.manifest import Manifest
 from restoredrill.operate import preflight, progress
 from restoredrill.stores import open_store
+from restoredrill.targets.ahead import InitializedAhead
 from restoredrill.targets.choice import check_container, container_instance, newest_bindir, wants_container
 from restoredrill.targets.container import ContainerInstance
 from restoredrill.targets.local import MARKER, PREFIX, LocalInstance, remove_marked_folder, workdir_base
@@ -59,6 +60,7 @@ class LogicalDrill(Drill):
         self.fetch_dir: Path | None = None
         self.restore_log = ""
         self.newest: DumpKey | None = None
+        self.ahead: InitializedAhead | None = None
 
     # ----- stage 1: everything up to a usable restored database -------------------------------------
     def _prepare(self) -> None:
@@ -91,6 +93,7 @@ class LogicalDrill(Drill):
         backup = self.record.backup
         backup.id, backup.taken_at, backup.location = newest.key, iso(newest.taken_at), store.location(newest.key)
         metadata = store.metadata(newest.key)
+        self.ahead = self._initialize_ahead(metadata.get("server-version"))
         manifest_text = store.read_text(newest.manifest_key)
         manifest = None
         if manifest_text is not None:
@@ -140,19 +143,17 @@ class LogicalDrill(Drill):
         restore_started = time.monotonic()
         target = self.config.target
         if wants_container(target, major):
+            if self.ahead is not None:
+                self.ahead.discard()
+                self.ahead = None
             bindir = newest_bindir(target.pg_bindir)  # client tools only: the server is the container's
             self.instance = container_instance(target, major, self.record.run_id)
             self.instance.start()
             check_container(self.record, self.instance, major)
         else:
             bindir = pgtools.bindir_for(major, target.pg_bindir)
-            self.instance = LocalInstance(
-                bindir,
-                run_id=self.record.run_id,
-                base=target.workdir,
-                run_as=target.run_as,
-                start_timeout=target.start_timeout,
-            )
+            ahead, self.ahead = self.ahead, None
+            self.instance = (ahead.take(bindir) if ahead else None) or self._local_instance(bindir)
             self.instance.start()
             self.record.target_info.server_version = self.instance.server_version()
             if pgtools.major_of(self.record.target_info.server_version) != major:
@@ -224,6 +225,27 @@ class LogicalDrill(Drill):
             self.record.largest_tables = checks_mod.largest_tables(self.restored)
         # The dump is no longer needed once restored: free the disk before the checks run.
         download.path.unlink(missing_ok=True)
+
+    def _local_instance(self, bindir: Path) -> LocalInstance:
+        target = self.config.target
+        return LocalInstance(
+            bindir,
+            run_id=self.record.run_id,
+            base=target.workdir,
+            run_as=target.run_as,
+            start_timeout=target.start_timeout,
+        )
+
+    def _initialize_ahead(self, server_version: str | None) -> InitializedAhead | None:
+        """A local target's initdb, run while the dump is fetched, for the major the backup job recorded
+        (the dump's own header decides after the fetch: a wrong guess is removed, and costs only CPU)."""
+        if self.config.target.kind != "local" or not server_version:
+            return None
+        try:
+            bindir = pgtools.bindir_for(pgtools.major_of(server_version), self.config.target.pg_bindir)
+        except (CouldNotVerify, ValueError):
+            return None  # the normal path, after the fetch, says why in its own words
+        return InitializedAhead(self._local_instance(bindir))
 
     def _check_identity(self, archived: str | None) -> None:
         """The archive must hold the configured database: another database's dump under this key is a defect."""
@@ -306,6 +328,9 @@ class LogicalDrill(Drill):
 
     # ----- stage 3: cleanup -------------------------------------------------------------------------------
     def _cleanup(self) -> None:
+        if self.ahead is not None:
+            self.ahead.discard()
+            self.ahead = None
         if self.instance is not None:
             self.instance.destroy()
         if self.fetch_dir is not None:
