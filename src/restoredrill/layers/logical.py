@@ -29,8 +29,9 @@ from restoredrill.operate import preflight, progress
 from restoredrill.stores import open_store
 from restoredrill.targets.ahead import InitializedAhead
 from restoredrill.targets.choice import check_container, container_instance, newest_bindir, wants_container
-from restoredrill.targets.container import ContainerInstance
+from restoredrill.targets.container import ContainerInstance, image_for
 from restoredrill.targets.local import MARKER, PREFIX, LocalInstance, remove_marked_folder, workdir_base
+from restoredrill.targets.prepared import PreparedContainer
 
 _ERROR_LINE = re.compile(r"^pg_restore: error: (.*)$")
 _IGNORED = re.compile(r"errors ignored on restore: (\d+)")
@@ -143,11 +144,19 @@ class LogicalDrill(Drill):
         restore_started = time.monotonic()
         target = self.config.target
         if wants_container(target, major):
-            if self.ahead is not None:
-                self.ahead.discard()
-                self.ahead = None
             bindir = newest_bindir(target.pg_bindir)  # client tools only: the server is the container's
-            self.instance = container_instance(target, major, self.record.run_id)
+            ahead, self.ahead = self.ahead, None
+            folder = ahead.take(pgtools.available_bindirs(target.pg_bindir).get(major)) if ahead else None
+            if folder is not None:  # the image's own initdb skipped: see targets/prepared.py
+                self.instance = PreparedContainer(
+                    image_for(target.image, major),
+                    folder,
+                    run_id=self.record.run_id,
+                    container_uid=target.container_uid,
+                    start_timeout=target.start_timeout,
+                )
+            else:
+                self.instance = container_instance(target, major, self.record.run_id)
             self.instance.start()
             check_container(self.record, self.instance, major)
         else:
@@ -239,13 +248,18 @@ class LogicalDrill(Drill):
     def _initialize_ahead(self, server_version: str | None) -> InitializedAhead | None:
         """A local target's initdb, run while the dump is fetched, for the major the backup job recorded
         (the dump's own header decides after the fetch: a wrong guess is removed, and costs only CPU)."""
-        if self.config.target.kind != "local" or not server_version:
+        target = self.config.target
+        if target.kind not in ("local", "container") or not server_version:
             return None
         try:
-            bindir = pgtools.bindir_for(pgtools.major_of(server_version), self.config.target.pg_bindir)
+            major = pgtools.major_of(server_version)
+            if target.kind == "local":
+                bindir: Path | None = pgtools.bindir_for(major, target.pg_bindir)
+            else:  # the container's server reads the folder: the host's initdb must be of the very same major
+                bindir = pgtools.available_bindirs(target.pg_bindir).get(major) if os.geteuid() == 0 else None
         except (CouldNotVerify, ValueError):
             return None  # the normal path, after the fetch, says why in its own words
-        return InitializedAhead(self._local_instance(bindir))
+        return InitializedAhead(self._local_instance(bindir)) if bindir else None
 
     def _check_identity(self, archived: str | None) -> None:
         """The archive must hold the configured database: another database's dump under this key is a defect."""

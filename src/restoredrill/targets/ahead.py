@@ -25,10 +25,10 @@ class InitializedAhead:
         except BaseException as exc:  # raised again in the drill's thread by take()
             self._error = exc
 
-    def take(self, bindir: Path) -> LocalInstance | None:
+    def take(self, bindir: Path | None) -> LocalInstance | None:
         """The instance, initialized, when it runs the binaries the drill chose; else None (it is removed)."""
         self._thread.join()
-        if self.instance.bindir != bindir:
+        if bindir is None or self.instance.bindir != bindir:
             self.discard()
             return None
         if self._error is not None:

@@ -224,6 +224,12 @@ class LocalInstance(ServerFolder):
         self._password = password
         self.initialize_s = time.monotonic() - started
 
+    @property
+    def password(self) -> str:
+        """The superuser's password, known once initialize() ran."""
+        assert self._password is not None
+        return self._password
+
     def _ensure_traversable(self, folder: Path) -> None:
         """The server runs as another user: every folder above its data directory must let it pass."""
         assert self.user is not None
