@@ -81,11 +81,14 @@ def plugin_args() -> list[str]:
     rewriting) plugins the drills never use cost ~0.1-0.2 s of every run. The variable is inherited by
     xdist's workers. `PYTEST_DISABLE_PLUGIN_AUTOLOAD=` (empty) turns autoload back on; `-p NAME` adds one."""
     os.environ.setdefault("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
+    # unraisableexception runs two full garbage collections at exit to report exceptions raised in __del__:
+    # tens of ms for a process that exits right after.
+    args = ["-p", "no:unraisableexception"]
     if not os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"]:
         # Autoload loads these under their entry-point names; -p would register them a second time.
-        return ["-p", "no:benchmark", "-p", "no:hypothesispytest"]
+        return [*args, "-p", "no:benchmark", "-p", "no:hypothesispytest"]
     present = [name for name in OPTIONAL_PLUGINS if importlib.util.find_spec(name) is not None]
-    return [arg for plugin in (*DRILL_PLUGINS, *present) for arg in ("-p", plugin)]
+    return [*args, *(arg for plugin in (*DRILL_PLUGINS, *present) for arg in ("-p", plugin))]
 
 
 def run_drills(config_file: str | None, pytest_args: list[str]) -> int:
