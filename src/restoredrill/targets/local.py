@@ -386,6 +386,12 @@ def janitor(base: Path | None = None, bindir_hint: Path | None = None) -> list[P
             continue
         if process_alive(int(info.get("owner_pid", 0))):
             continue
+        if info.get("server_in_container"):
+            # Its postmaster.pid names a pid of the container's namespace (often 1): never signal it here.
+            # The container janitor removes the container; only the folder is left to delete.
+            remove_marked_folder(folder)
+            removed.append(folder)
+            continue
         data = folder / "data"
         bindir = bindir_hint
         version = data / "PG_VERSION"

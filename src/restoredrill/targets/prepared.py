@@ -10,13 +10,21 @@ behind (the data lives in the drill's folder, deleted by the drill).
 
 from __future__ import annotations
 
+import json
 import time
 
 import psycopg
 
 from restoredrill.errors import CouldNotVerify
 from restoredrill.targets.container import ContainerInstance, chown_tree
-from restoredrill.targets.local import RESTORE_SETTINGS, SUPERUSER, Connection, LocalInstance, remove_marked_folder
+from restoredrill.targets.local import (
+    MARKER,
+    RESTORE_SETTINGS,
+    SUPERUSER,
+    Connection,
+    LocalInstance,
+    remove_marked_folder,
+)
 
 PORT_IN_CONTAINER = 5432  # the socket's name (.s.PGSQL.5432); no TCP listener
 
@@ -52,6 +60,8 @@ class PreparedContainer(ContainerInstance):
         }
         with (folder.data / "postgresql.auto.conf").open("a") as conf:
             conf.writelines(f"{key} = {value}\n" for key, value in settings.items())
+        marker = folder.root / MARKER  # before the server runs: see local.janitor
+        marker.write_text(json.dumps({**json.loads(marker.read_text()), "server_in_container": True}))
         chown_tree(folder.root, self.container_uid, self.container_uid)
         socket = Connection(str(socket_dir), PORT_IN_CONTAINER, SUPERUSER, password)
 
