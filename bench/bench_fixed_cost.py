@@ -89,6 +89,20 @@ def drill_cpu_s(work: Path, config: Path) -> tuple[float, float]:
     return float(cpu[-1].split()[1]), round(wall, 3)
 
 
+def drill_instructions(work: Path, config: Path) -> int:
+    """--callgrind: instructions executed by the drill's own Python process (its children are not traced);
+    deterministic, unlike any wall or CPU time on a shared machine. Takes minutes (valgrind)."""
+    out = work / "callgrind.out"
+    env = {**os.environ, **bl.AWS_ENV, "RESTOREDRILL_WORKDIR": str(work)}
+    valgrind = ["valgrind", "--tool=callgrind", "--trace-children=no", f"--callgrind-out-file={out}"]
+    command = [*valgrind, sys.executable, bl.console_script("restoredrill"), "run", "--config", str(config)]
+    result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=work, check=False)
+    totals = [line for line in out.read_text().splitlines() if line.startswith("summary:")] if out.exists() else []
+    if result.returncode != 0 or not totals:
+        raise bl.BenchError(f"the drill under callgrind exited {result.returncode}: {result.stderr[-1500:]}")
+    return int(totals[0].split()[1])
+
+
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     with contextlib.ExitStack() as stack:
         work = bl.make_workdir(stack, prefix="bench-fixed-")
@@ -135,6 +149,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             "drill_process_cpu_s_median": statistics.median(c for c, _ in cpu),
             "drill_wall_s_of_cpu_runs": [w for _, w in cpu],
         }
+        if args.callgrind:
+            probes["drill_process_instructions"] = drill_instructions(work, config)
     overhead = statistics.median(r["overhead_s"] for r in rounds)
     return {
         "setup": setup,
@@ -151,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--rounds", type=int, default=7, help="A/B pairs, alternating order (default 7)")
     parser.add_argument("--scale", type=int, default=3, help="pgbench scale of the dump (3: ~1 MB; default 3)")
+    parser.add_argument("--callgrind", action="store_true", help="also count the drill's instructions (valgrind)")
     args = parser.parse_args(argv)
     try:
         result = measure(args)
