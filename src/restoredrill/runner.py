@@ -7,7 +7,6 @@ verified, 4: PARTIAL, what ran passed but the selection left drills or checks ou
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shlex
 import shutil
@@ -70,16 +69,17 @@ def split_junitxml(pytest_args: list[str]) -> tuple[list[str], Path | None]:
 
 
 # The plugins the drills use: xdist (`-n`, --dist=loadgroup, here and in its workers) and Allure
-# (--alluredir); pytest-timeout only where installed, to read the project's `timeout` setting (drills
-# obey their own timeouts: fixtures/drill_session.py turns it off for them).
+# (--alluredir). Not pytest-timeout: drills obey only their own timeouts (target.*_timeout), and the
+# project's `timeout` setting (pyproject.toml, for its own tests) is then an unknown option, not a warning.
 DRILL_PLUGINS = ("xdist.plugin", "allure_pytest.plugin")
-OPTIONAL_PLUGINS = ("pytest_timeout",)
+QUIET_UNKNOWN_TIMEOUT = "ignore:Unknown config option.*timeout:pytest.PytestConfigWarning"
 
 
 def plugin_args() -> list[str]:
     """No plugin autoload: scanning every installed package's entry points and importing (and assertion-
     rewriting) plugins the drills never use cost ~0.1-0.2 s of every run. The variable is inherited by
-    xdist's workers. `PYTEST_DISABLE_PLUGIN_AUTOLOAD=` (empty) turns autoload back on; `-p NAME` adds one."""
+    xdist's workers. `PYTEST_DISABLE_PLUGIN_AUTOLOAD=` (empty) turns autoload back on (fixtures/
+    drill_session.py then turns pytest-timeout off for drill items); `-p NAME` adds one plugin."""
     os.environ.setdefault("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
     # unraisableexception runs two full garbage collections at exit to report exceptions raised in __del__:
     # tens of ms for a process that exits right after.
@@ -87,8 +87,7 @@ def plugin_args() -> list[str]:
     if not os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"]:
         # Autoload loads these under their entry-point names; -p would register them a second time.
         return [*args, "-p", "no:benchmark", "-p", "no:hypothesispytest"]
-    present = [name for name in OPTIONAL_PLUGINS if importlib.util.find_spec(name) is not None]
-    return [*args, *(arg for plugin in (*DRILL_PLUGINS, *present) for arg in ("-p", plugin))]
+    return [*args, "-W", QUIET_UNKNOWN_TIMEOUT, *(arg for plugin in DRILL_PLUGINS for arg in ("-p", plugin))]
 
 
 def run_drills(config_file: str | None, pytest_args: list[str]) -> int:

@@ -19,7 +19,7 @@ from restoredrill import pgtools, proc
 from restoredrill.checks import Restored
 from restoredrill.config import DrillConfig
 from restoredrill.durations import format_duration
-from restoredrill.errors import BackupDefect, CouldNotVerify
+from restoredrill.errors import BackupDefect, CouldNotVerify, RestoreDrillError
 from restoredrill.evidence import CheckRecord, iso, utcnow
 from restoredrill.layers import logical_records as records
 from restoredrill.layers.base import CheckFunction, Drill, Log
@@ -257,7 +257,7 @@ class LogicalDrill(Drill):
                 bindir: Path | None = pgtools.bindir_for(major, target.pg_bindir)
             else:  # the container's server reads the folder: the host's initdb must be of the very same major
                 bindir = pgtools.available_bindirs(target.pg_bindir).get(major) if os.geteuid() == 0 else None
-        except (CouldNotVerify, ValueError):
+        except (RestoreDrillError, OSError, ValueError):
             return None  # the normal path, after the fetch, says why in its own words
         return InitializedAhead(self._local_instance(bindir)) if bindir else None
 
