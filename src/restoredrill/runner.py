@@ -11,6 +11,7 @@ import os
 import shlex
 import shutil
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -69,10 +70,16 @@ def split_junitxml(pytest_args: list[str]) -> tuple[list[str], Path | None]:
 
 
 # The plugins the drills use: xdist (`-n`, --dist=loadgroup, here and in its workers) and Allure
-# (--alluredir). Not pytest-timeout: drills obey only their own timeouts (target.*_timeout), and the
-# project's `timeout` setting (pyproject.toml, for its own tests) is then an unknown option, not a warning.
+# (--alluredir). Not pytest-timeout: drills obey only their own timeouts (target.*_timeout).
 DRILL_PLUGINS = ("xdist.plugin", "allure_pytest.plugin")
-QUIET_UNKNOWN_TIMEOUT = "ignore:Unknown config option.*timeout:pytest.PytestConfigWarning"
+
+
+class _ProjectTimeoutSetting:
+    """pyproject.toml's `timeout` belongs to pytest-timeout, for the project's own tests; drills run without
+    that plugin, so the setting is declared here instead of being warned about as an unknown option."""
+
+    def pytest_addoption(self, parser: Any) -> None:
+        parser.addini("timeout", "pytest-timeout's setting for the project's own tests (drills ignore it)")
 
 
 def plugin_args() -> list[str]:
@@ -87,7 +94,7 @@ def plugin_args() -> list[str]:
     if not os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"]:
         # Autoload loads these under their entry-point names; -p would register them a second time.
         return [*args, "-p", "no:benchmark", "-p", "no:hypothesispytest"]
-    return [*args, "-W", QUIET_UNKNOWN_TIMEOUT, *(arg for plugin in DRILL_PLUGINS for arg in ("-p", plugin))]
+    return [*args, *(arg for plugin in DRILL_PLUGINS for arg in ("-p", plugin))]
 
 
 def run_drills(config_file: str | None, pytest_args: list[str]) -> int:
@@ -135,7 +142,8 @@ def run_drills(config_file: str | None, pytest_args: list[str]) -> int:
     console = Console(stderr=False, width=None if os.isatty(1) else 150)
     console.print(f"[bold]restoredrill[/] run {escape(run_id)}: {escape(str(path))}")
     status = _PytestStatus()
-    returned = pytest.main(args, plugins=[status])
+    autoload = os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD") == ""  # turned back on by the user
+    returned = pytest.main(args, plugins=[status] if autoload else [status, _ProjectTimeoutSetting()])
     code = int(returned) if status.status is None else status.status
     if users_junit is not None and junit.is_file():
         users_junit.parent.mkdir(parents=True, exist_ok=True)
