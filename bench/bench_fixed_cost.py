@@ -71,20 +71,8 @@ def drill_cpu_s(work: Path, config: Path) -> tuple[float, float]:
         "sys.exit(main())\n"
     )
     env = {**os.environ, **bl.AWS_ENV, "RESTOREDRILL_WORKDIR": str(work)}
-    started = time.monotonic()
-    result = subprocess.run(
-        [sys.executable, "-c", script, "run", "--config", str(config)],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=work,
-        check=False,
-    )
-    wall = time.monotonic() - started
-    if result.returncode != 0:
-        raise bl.BenchError(
-            f"restoredrill run exited {result.returncode}: {result.stdout[-2000:]}{result.stderr[-2000:]}"
-        )
+    command = [sys.executable, "-c", script, "run", "--config", str(config)]
+    result, wall = bl.timed_run(command, "restoredrill run", env=env, cwd=work)
     cpu = [line for line in result.stderr.splitlines() if line.startswith("CPU ")]
     return float(cpu[-1].split()[1]), round(wall, 3)
 
@@ -169,14 +157,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scale", type=int, default=3, help="pgbench scale of the dump (3: ~1 MB; default 3)")
     parser.add_argument("--callgrind", action="store_true", help="also count the drill's instructions (valgrind)")
     args = parser.parse_args(argv)
-    try:
-        result = measure(args)
-    except bl.BenchError as exc:
-        print(f"benchmark failed: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("benchmark interrupted; everything it started was stopped and removed", file=sys.stderr)
-        return 130
+    result, failed = bl.guarded(measure, args)
+    if failed is not None:
+        return failed
     result.update(
         {
             "benchmark": "fixed cost: small logical drill vs bare restore",

@@ -139,6 +139,28 @@ def run_logged(args: list[str], log: Path, **kwargs: Any) -> float:
     return time.monotonic() - started
 
 
+def timed_run(args: list[str], what: str, **kwargs: Any) -> tuple[subprocess.CompletedProcess[str], float]:
+    """Run a command to completion with its output captured; (result, wall seconds), or BenchError."""
+    started = time.monotonic()
+    result = subprocess.run(args, capture_output=True, text=True, check=False, **kwargs)
+    wall = time.monotonic() - started
+    if result.returncode != 0:
+        raise BenchError(f"{what} exited {result.returncode}: {result.stdout[-1500:]}{result.stderr[-1500:]}")
+    return result, wall
+
+
+def guarded(measure: Any, args: argparse.Namespace) -> tuple[Any, int | None]:
+    """measure(args), or the exit code of a benchmark that failed (2) or was interrupted (130)."""
+    try:
+        return measure(args), None
+    except BenchError as exc:
+        print(f"benchmark failed: {exc}", file=sys.stderr)
+        return None, 2
+    except KeyboardInterrupt:
+        print("benchmark interrupted; everything it started was stopped and removed", file=sys.stderr)
+        return None, 130
+
+
 def stop_process(proc: subprocess.Popen[bytes], grace_s: float = 60) -> None:
     """SIGTERM the process (it has its own session), wait, then SIGKILL its group."""
     if proc.poll() is not None:

@@ -28,7 +28,6 @@ import signal
 import statistics
 import subprocess
 import sys
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -92,29 +91,10 @@ def run_firedrill(work: Path, firedrill: str, endpoint: str, key: str, label: st
     folder = work / "firedrill-cwd"  # no firedrill.yml lying around
     folder.mkdir(exist_ok=True)
     os.sync()
-    started = time.monotonic()
-    result = subprocess.run(
-        [
-            firedrill,
-            "run",
-            "--no-config",
-            "--quiet",
-            "--jobs",
-            str(bl.JOBS),
-            "--json",
-            str(out),
-            f"s3://{bl.BUCKET}/{key}",
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=folder,
-        check=False,
-        start_new_session=True,
+    command = [firedrill, "run", "--no-config", "--quiet", "--jobs", str(bl.JOBS), "--json", str(out)]
+    _result, wall = bl.timed_run(
+        [*command, f"s3://{bl.BUCKET}/{key}"], "firedrill", env=env, cwd=folder, start_new_session=True
     )
-    wall = time.monotonic() - started
-    if result.returncode != 0:
-        raise bl.BenchError(f"firedrill exited {result.returncode}: {result.stdout[-1500:]}{result.stderr[-1500:]}")
     report = json.loads(out.read_text())
     return {
         "wall_s": round(wall, 3),
@@ -193,14 +173,9 @@ def main(argv: list[str] | None = None) -> int:
         print("benchmark failed: firedrill is not installed (see the docstring: a venv of its own)", file=sys.stderr)
         return 2
     version = subprocess.run([args.firedrill, "--version"], capture_output=True, text=True, check=False).stdout.strip()
-    try:
-        results = measure(args)
-    except bl.BenchError as exc:
-        print(f"benchmark failed: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("benchmark interrupted; everything it started was stopped and removed", file=sys.stderr)
-        return 130
+    results, failed = bl.guarded(measure, args)
+    if failed is not None:
+        return failed
     missed = []
     print("\ndump            RL s     RC s     FC s    RL/FC  RC/FC  target")
     for index, (name, r) in enumerate(results.items()):

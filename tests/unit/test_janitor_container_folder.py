@@ -40,25 +40,26 @@ def _leftover(base: Path, pid_in_file: int, in_container: bool) -> Path:
     return folder
 
 
-def test_a_container_folder_is_removed_and_the_pid_it_names_is_not_signalled(base: Path) -> None:
-    bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    try:
-        folder = _leftover(base, bystander.pid, in_container=True)
-        assert local.janitor(base) == [folder]
-        assert not folder.exists()
-        assert bystander.poll() is None, "the janitor signalled a host process named by a container's pid file"
-    finally:
-        bystander.kill()
-        bystander.wait()
+@pytest.fixture
+def sleeper() -> Iterator[subprocess.Popen[bytes]]:
+    """A live host process: the pid a leftover's postmaster.pid names."""
+    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    yield process
+    process.kill()
+    process.wait()
 
 
-def test_a_host_instance_folder_still_has_its_postmaster_stopped(base: Path) -> None:
-    stray = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    try:
-        folder = _leftover(base, stray.pid, in_container=False)
-        assert local.janitor(base) == [folder]
-        assert not folder.exists()
-        assert stray.wait(timeout=10) != 0, "a leftover host server must be stopped by the janitor"
-    finally:
-        stray.kill()
-        stray.wait()
+def test_a_container_folder_is_removed_and_the_pid_it_names_is_not_signalled(
+    base: Path, sleeper: subprocess.Popen[bytes]
+) -> None:
+    folder = _leftover(base, sleeper.pid, in_container=True)
+    assert local.janitor(base) == [folder]
+    assert not folder.exists()
+    assert sleeper.poll() is None, "the janitor signalled a host process named by a container's pid file"
+
+
+def test_a_host_instance_folder_still_has_its_postmaster_stopped(base: Path, sleeper: subprocess.Popen[bytes]) -> None:
+    folder = _leftover(base, sleeper.pid, in_container=False)
+    assert local.janitor(base) == [folder]
+    assert not folder.exists()
+    assert sleeper.wait(timeout=10) != 0, "a leftover host server must be stopped by the janitor"
