@@ -47,7 +47,8 @@ def _wait_for_pg_restore(workdir: Path, timeout: float = 60) -> psutil.Process:
     while time.monotonic() < deadline:
         for process in psutil.process_iter(["name", "cmdline"]):
             cmdline = " ".join(process.info["cmdline"] or [])
-            if process.info["name"] == "pg_restore" and str(workdir) in cmdline:
+            # The restore, not the TOC read (`pg_restore --list`) before it, which now overlaps the target's initdb.
+            if process.info["name"] == "pg_restore" and str(workdir) in cmdline and "--list" not in cmdline:
                 return process
         time.sleep(0.02)
     raise AssertionError("pg_restore never started")
