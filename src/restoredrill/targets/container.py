@@ -229,8 +229,11 @@ class ContainerInstance:
 
     def destroy(self) -> None:
         if self.container is not None:
+            handle = getattr(self.container, "_container", None)
             with contextlib.suppress(Exception):
                 self.container.stop(force=True, delete_volume=True)
+                if handle is not None:
+                    self.name = None  # removed through its handle: no second engine round-trip by name
             self.container = None
         if self.name is not None:
             # A Ctrl-C inside the engine's create/start leaves testcontainers without a handle while the
