@@ -140,6 +140,28 @@ def run_logged(args: list[str], log: Path, **kwargs: Any) -> float:
     return time.monotonic() - started
 
 
+def timed_run(args: list[str], what: str, **kwargs: Any) -> tuple[subprocess.CompletedProcess[str], float]:
+    """Run a command to completion with its output captured; (result, wall seconds), or BenchError."""
+    started = time.monotonic()
+    result = subprocess.run(args, capture_output=True, text=True, check=False, **kwargs)
+    wall = time.monotonic() - started
+    if result.returncode != 0:
+        raise BenchError(f"{what} exited {result.returncode}: {result.stdout[-1500:]}{result.stderr[-1500:]}")
+    return result, wall
+
+
+def guarded(measure: Any, args: argparse.Namespace) -> tuple[Any, int | None]:
+    """measure(args), or the exit code of a benchmark that failed (2) or was interrupted (130)."""
+    try:
+        return measure(args), None
+    except BenchError as exc:
+        print(f"benchmark failed: {exc}", file=sys.stderr)
+        return None, 2
+    except KeyboardInterrupt:
+        print("benchmark interrupted; everything it started was stopped and removed", file=sys.stderr)
+        return None, 130
+
+
 def stop_process(proc: subprocess.Popen[bytes], grace_s: float = 60) -> None:
     """SIGTERM the process (it has its own session), wait, then SIGKILL its group."""
     if proc.poll() is not None:
@@ -235,8 +257,22 @@ def s3_client(endpoint: str) -> Any:
     )
 
 
-def make_backup(work: Path, endpoint: str, scale: int) -> dict[str, float]:
+def backup_existing(work: Path, endpoint: str, dsn: str) -> dict[str, float]:
+    """--source-dsn: the project's backup job on a database already loaded (pgbench -i -s SCALE takes long
+    at scale 700 on 2 cores; load it once, bench it many times)."""
+    destination = f"s3://{BUCKET}/{PREFIX}"
+    print(f"setup: restoredrill backup logical of the given source -> {destination} ...", flush=True)
+    backup = [console_script("restoredrill"), "backup", "logical", "--dbname", dsn, "--to", destination]
+    backup_s = run_logged(
+        [*backup, "--endpoint-url", endpoint, "--sse", "AES256"], work / "setup.log", env={**os.environ, **AWS_ENV}
+    )
+    return {"backup_s": round(backup_s, 3)}
+
+
+def make_backup(work: Path, endpoint: str, scale: int, source_dsn: str | None = None) -> dict[str, float]:
     """pgbench -i -s SCALE into a throwaway source, then the project's backup job to S3; the source is gone after."""
+    if source_dsn:
+        return backup_existing(work, endpoint, source_dsn)
     log = work / "setup.log"
     env = {**os.environ, **AWS_ENV}
     with LocalInstance(BINDIR, run_id="bench", base=work, label="bench-source") as src:
@@ -531,7 +567,7 @@ def measure(args: argparse.Namespace) -> tuple[dict[str, Any], list[Round]]:
         work = make_workdir(stack)
         print(f"work folder {work}", flush=True)
         endpoint = start_moto(stack, work)
-        setup: dict[str, Any] = make_backup(work, endpoint, args.scale)
+        setup: dict[str, Any] = make_backup(work, endpoint, args.scale, args.source_dsn)
         key, size = newest_dump(endpoint)
         setup.update({"dump_key": key, "dump_bytes": size})
         print(f"setup: {json.dumps(setup)}", flush=True)
@@ -559,6 +595,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--drill-args",
         default="",
         help="extra arguments for `restoredrill run` (passed on to pytest), for what-if runs; default none",
+    )
+    parser.add_argument(
+        "--source-dsn",
+        default=None,
+        help="back up this database (named bench, loaded with pgbench -i -s SCALE) instead of loading one",
     )
     args = parser.parse_args(argv)
     if args.scale < 1 or args.rounds < 1:

@@ -11,6 +11,7 @@ import os
 import shlex
 import shutil
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -69,6 +70,34 @@ def split_junitxml(pytest_args: list[str]) -> tuple[list[str], Path | None]:
     return rest, wanted
 
 
+# The plugins the drills use: xdist (`-n`, --dist=loadgroup, here and in its workers) and Allure
+# (--alluredir). Not pytest-timeout: drills obey only their own timeouts (target.*_timeout).
+DRILL_PLUGINS = ("xdist.plugin", "allure_pytest.plugin")
+
+
+class _ProjectTimeoutSetting:
+    """pyproject.toml's `timeout` belongs to pytest-timeout, for the project's own tests; drills run without
+    that plugin, so the setting is declared here instead of being warned about as an unknown option."""
+
+    def pytest_addoption(self, parser: Any) -> None:
+        parser.addini("timeout", "pytest-timeout's setting for the project's own tests (drills ignore it)")
+
+
+def plugin_args() -> list[str]:
+    """No plugin autoload: scanning every installed package's entry points and importing (and assertion-
+    rewriting) plugins the drills never use cost ~0.1-0.2 s of every run. The variable is inherited by
+    xdist's workers. `PYTEST_DISABLE_PLUGIN_AUTOLOAD=` (empty) turns autoload back on (fixtures/
+    drill_session.py then turns pytest-timeout off for drill items); `-p NAME` adds one plugin."""
+    os.environ.setdefault("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
+    # unraisableexception runs two full garbage collections at exit to report exceptions raised in __del__:
+    # tens of ms for a process that exits right after.
+    args = ["-p", "no:unraisableexception"]
+    if not os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"]:
+        # Autoload loads these under their entry-point names; -p would register them a second time.
+        return [*args, "-p", "no:benchmark", "-p", "no:hypothesispytest"]
+    return [*args, *(arg for plugin in DRILL_PLUGINS for arg in ("-p", plugin))]
+
+
 def run_drills(config_file: str | None, pytest_args: list[str]) -> int:
     import pytest
 
@@ -98,11 +127,7 @@ def run_drills(config_file: str | None, pytest_args: list[str]) -> int:
         f"--rootdir={PROJECT}",
         "-p",
         "no:cacheprovider",
-        # Plugins the drills do not use cost ~1 s of start-up (hypothesis re-rewrites its modules each run).
-        "-p",
-        "no:benchmark",
-        "-p",
-        "no:hypothesispytest",
+        *plugin_args(),
         # Under -n, all tests of one drill stay on one xdist worker whatever --dist says (fixtures/scheduling.py).
         # A check's failure is evidence, not a traceback: the summary below prints one line per finding
         # (pytest's short summary of failures would repeat each one, cut to the terminal width). Errors (a bug,
@@ -122,7 +147,8 @@ def run_drills(config_file: str | None, pytest_args: list[str]) -> int:
     ]
     console.print(f"[bold]restoredrill[/] run {escape(run_id)}: {escape(str(path))}")
     status = _PytestStatus()
-    returned = pytest.main(args, plugins=[status])
+    autoload = os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD") == ""  # turned back on by the user
+    returned = pytest.main(args, plugins=[status] if autoload else [status, _ProjectTimeoutSetting()])
     code = int(returned) if status.status is None else status.status
     if users_junit is not None and junit.is_file():
         users_junit.parent.mkdir(parents=True, exist_ok=True)

@@ -19,7 +19,7 @@ from restoredrill import cost, pgtools, proc
 from restoredrill.checks import NotApplicable, Restored
 from restoredrill.config import DrillConfig
 from restoredrill.durations import format_duration
-from restoredrill.errors import BackupDefect, CouldNotVerify
+from restoredrill.errors import BackupDefect, CouldNotVerify, RestoreDrillError
 from restoredrill.evidence import CheckRecord, iso, utcnow
 from restoredrill.layers import logical_policy
 from restoredrill.layers import logical_records as records
@@ -28,6 +28,7 @@ from restoredrill.layers.logical_keys import DumpKey, dumps_of, recovery_point
 from restoredrill.manifest import Manifest
 from restoredrill.operate import preflight, progress
 from restoredrill.stores import Store, StoredObject, open_store
+from restoredrill.targets.ahead import InitializedAhead
 from restoredrill.targets.choice import (
     check_container,
     container_instance,
@@ -35,7 +36,9 @@ from restoredrill.targets.choice import (
     newest_bindir,
     wants_container,
 )
+from restoredrill.targets.container import image_for
 from restoredrill.targets.local import MARKER, PREFIX, remove_marked_folder, workdir_base
+from restoredrill.targets.prepared import PreparedContainer
 from restoredrill.targets.protocol import FreshTarget
 
 _ERROR_LINE = re.compile(r"^pg_restore: error: (.*)$")
@@ -74,6 +77,7 @@ class LogicalDrill(LayerDrill):
         self.fetch_dir: Path | None = None
         self.restore_log = ""
         self.newest: DumpKey | None = None
+        self.ahead: InitializedAhead | None = None
 
     # ----- stage 1: everything up to a usable restored database -------------------------------------
     def _prepare(self) -> None:
@@ -108,6 +112,7 @@ class LogicalDrill(LayerDrill):
         backup = self.record.backup
         backup.id, backup.taken_at, backup.location = newest.key, iso(newest.taken_at), store.location(newest.key)
         metadata = store.metadata(newest.key)
+        self.ahead = self._initialize_ahead(metadata.get("server-version"))
         manifest_text = store.read_text(newest.manifest_key)
         manifest = None
         if manifest_text is not None:
@@ -158,12 +163,25 @@ class LogicalDrill(LayerDrill):
         target = self.config.target
         if wants_container(target, major):
             bindir = newest_bindir(target.pg_bindir)  # client tools only: the server is the container's
-            container = self.instance = container_instance(target, major, self.record.run_id)
-            container.start()
-            check_container(self.record, container, major)
+            ahead, self.ahead = self.ahead, None
+            folder = ahead.take(pgtools.available_bindirs(target.pg_bindir).get(major)) if ahead else None
+            if folder is not None:  # the image's own initdb skipped: see targets/prepared.py
+                self.instance = PreparedContainer(
+                    image_for(target.image, major),
+                    folder,
+                    run_id=self.record.run_id,
+                    container_uid=target.container_uid,
+                    start_timeout=target.start_timeout,
+                )
+            else:
+                self.instance = container_instance(target, major, self.record.run_id)
+            self.instance.start()
+            check_container(self.record, self.instance, major)
         else:
             bindir = pgtools.bindir_for(major, target.pg_bindir)
-            self.instance = local_instance(target, bindir, self.record.run_id)
+            ahead, self.ahead = self.ahead, None
+            prepared = ahead.take(bindir) if ahead else None
+            self.instance = prepared or local_instance(target, bindir, self.record.run_id)
             self.instance.start()
             self.record.target_info.server_version = self.instance.server_version()
             if pgtools.major_of(self.record.target_info.server_version) != major:
@@ -235,6 +253,22 @@ class LogicalDrill(LayerDrill):
             self.record.largest_tables = checks_mod.largest_tables(self.restored)
         # The dump is no longer needed once restored: free the disk before the checks run.
         download.path.unlink(missing_ok=True)
+
+    def _initialize_ahead(self, server_version: str | None) -> InitializedAhead | None:
+        """A local target's initdb, run while the dump is fetched, for the major the backup job recorded
+        (the dump's own header decides after the fetch: a wrong guess is removed, and costs only CPU)."""
+        target = self.config.target
+        if target.kind not in ("local", "container") or not server_version:
+            return None
+        try:
+            major = pgtools.major_of(server_version)
+            if target.kind == "local":
+                bindir: Path | None = pgtools.bindir_for(major, target.pg_bindir)
+            else:  # the container's server reads the folder: the host's initdb must be of the very same major
+                bindir = pgtools.available_bindirs(target.pg_bindir).get(major) if os.geteuid() == 0 else None
+        except (RestoreDrillError, OSError, ValueError):
+            return None  # the normal path, after the fetch, says why in its own words
+        return InitializedAhead(local_instance(target, bindir, self.record.run_id)) if bindir else None
 
     def _check_identity(self, archived: str | None) -> None:
         """The archive must hold the configured database: another database's dump under this key is a defect."""
@@ -328,6 +362,9 @@ class LogicalDrill(LayerDrill):
 
     # ----- stage 3: cleanup -------------------------------------------------------------------------------
     def _cleanup(self) -> None:
+        if self.ahead is not None:
+            self.ahead.discard()
+            self.ahead = None
         if self.instance is not None:
             self.instance.destroy()
         if self.fetch_dir is not None:

@@ -14,11 +14,13 @@ from __future__ import annotations
 import base64
 import json
 from pathlib import Path
-
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from typing import TYPE_CHECKING
 
 from restoredrill.stores import sha256_file
+
+# cryptography is imported only where a signature is checked: most runs sign nothing (see integrity.py).
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
@@ -97,6 +99,8 @@ def check_envelope(path: Path, folder: Path, manifest: Path, key: Ed25519PublicK
 
 
 def _verifies(key: Ed25519PublicKey, signature: bytes, payload: bytes) -> bool:
+    from cryptography.exceptions import InvalidSignature
+
     try:
         key.verify(signature, pae(PAYLOAD_TYPE, payload))
     except InvalidSignature:

@@ -15,16 +15,18 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from typing import TYPE_CHECKING
 
 from restoredrill import __version__, history_chain, proc
 from restoredrill.errors import ConfigError
 from restoredrill.evidence import iso, utcnow
 from restoredrill.history_chain import HISTORY_FILE
 from restoredrill.report import attestation
+
+# cryptography is imported where a key is read or a signature checked: most runs sign nothing, and its
+# import is ~10 ms of every run's fixed cost.
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 FORMAT = "restoredrill-manifest/1"
 MANIFEST_SUFFIX = ".manifest.json"
@@ -41,9 +43,14 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def raw_public_bytes(public: Ed25519PublicKey) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
+    return public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
 def key_id(public: Ed25519PublicKey) -> str:
-    raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    return hashlib.sha256(raw).hexdigest()[:16]
+    return hashlib.sha256(raw_public_bytes(public)).hexdigest()[:16]
 
 
 def load_signing_key(source: str | Path | None = None) -> Ed25519PrivateKey | None:
@@ -56,6 +63,10 @@ def load_signing_key(source: str | Path | None = None) -> Ed25519PrivateKey | No
     value = str(source) if source is not None else os.environ.get(KEY_ENV, "")
     if not value.strip():
         return None
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     text = value.strip().strip("\"'").strip()
     for token in text.replace("\\n", "\n").split():
         if _KEY_MATERIAL.fullmatch(token):
@@ -87,6 +98,10 @@ def load_signing_key(source: str | Path | None = None) -> Ed25519PrivateKey | No
 
 
 def load_public_key(path: Path) -> Ed25519PublicKey:
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -136,9 +151,7 @@ def write_manifest(
         signature = {
             "algorithm": "ed25519",
             "key_id": key_id(public),
-            "public_key": base64.b64encode(
-                public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-            ).decode(),
+            "public_key": base64.b64encode(raw_public_bytes(public)).decode(),
             "signed_file": path.name,
             "signature": base64.b64encode(key.sign(body)).decode(),
         }
@@ -180,6 +193,9 @@ def _check_signature(
         if trusted is not None:
             result.problems.append(f"{manifest.name} is not signed, but a public key was given to check it with")
         return None
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
     try:
         sig = json.loads(sig_path.read_text(encoding="utf-8"))
         signature = base64.b64decode(sig["signature"], validate=True)

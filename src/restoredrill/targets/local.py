@@ -117,6 +117,8 @@ class LocalInstance(ServerFolder):
         self.root: Path | None = None
         self.connection: Connection | None = None
         self.startup_s: float | None = None
+        self.initialize_s: float | None = None
+        self._password: str | None = None
         self.server: proc.Server | None = None
 
     def __enter__(self) -> LocalInstance:
@@ -134,6 +136,23 @@ class LocalInstance(ServerFolder):
         return proc.which(name, self.bindir)
 
     def start(self) -> None:
+        if self.initialize_s is None:  # else initialize() ran ahead, e.g. while the drill fetched its backup
+            self.initialize()
+        started = time.monotonic()
+        assert self.root is not None
+        assert self._password is not None
+        # The port is taken now, not at initdb: a port picked seconds before the server binds it may be gone.
+        port = free_port()
+        settings = {**self.settings, "port": str(port), "unix_socket_directories": f"'{self.root / 'socket'}'"}
+        with (self.data / "postgresql.auto.conf").open("a") as conf:
+            conf.writelines(f"{key} = {value}\n" for key, value in settings.items())
+        self.connection = Connection("127.0.0.1", port, SUPERUSER, self._password)
+        self._start_server()
+        self.startup_s = (self.initialize_s or 0) + time.monotonic() - started
+
+    def initialize(self) -> None:
+        """The data directory (initdb) and its settings, the server not started yet. It may run in another
+        thread; the server may not: proc.spawn ties it to the thread that starts it, which must outlive it."""
         started = time.monotonic()
         self.root = Path(tempfile.mkdtemp(prefix=PREFIX, dir=self.base))
         (self.root / MARKER).write_text(
@@ -173,13 +192,14 @@ class LocalInstance(ServerFolder):
         pwfile.unlink()
         if initdb.returncode != 0:
             raise CouldNotVerify(f"initdb of the throwaway instance failed: {initdb.tail(3)}")
-        port = free_port()
-        settings = {**self.settings, "port": str(port), "unix_socket_directories": f"'{socket_dir}'"}
-        with (self.data / "postgresql.auto.conf").open("a") as conf:
-            conf.writelines(f"{key} = {value}\n" for key, value in settings.items())
-        self.connection = Connection("127.0.0.1", port, SUPERUSER, password)
-        self._start_server()
-        self.startup_s = time.monotonic() - started
+        self._password = password
+        self.initialize_s = time.monotonic() - started
+
+    @property
+    def password(self) -> str:
+        """The superuser's password, known once initialize() ran."""
+        assert self._password is not None
+        return self._password
 
     def _ensure_traversable(self, folder: Path) -> None:
         """The server runs as another user: every folder above its data directory must let it pass."""
@@ -344,6 +364,12 @@ def janitor(base: Path | None = None, bindir_hint: Path | None = None) -> list[P
         except (OSError, ValueError):
             continue
         if process_alive(int(info.get("owner_pid", 0))):
+            continue
+        if info.get("server_in_container"):
+            # Its postmaster.pid names a pid of the container's namespace (often 1): never signal it here.
+            # The container janitor removes the container; only the folder is left to delete.
+            remove_marked_folder(folder)
+            removed.append(folder)
             continue
         data = folder / "data"
         bindir = bindir_hint
