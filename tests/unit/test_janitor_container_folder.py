@@ -63,3 +63,17 @@ def test_a_host_instance_folder_still_has_its_postmaster_stopped(base: Path, sle
     assert local.janitor(base) == [folder]
     assert not folder.exists()
     assert sleeper.wait(timeout=10) != 0, "a leftover host server must be stopped by the janitor"
+
+
+def test_marking_a_folder_keeps_its_owner_and_makes_the_janitor_spare_the_pid(
+    base: Path, sleeper: subprocess.Popen[bytes]
+) -> None:
+    """What the pgBackRest container variant (targets/recovered.py) and a prepared container both call
+    before their server starts."""
+    folder = _leftover(base, sleeper.pid, in_container=False)
+    owner = json.loads((folder / local.MARKER).read_text())["owner_pid"]
+    local.mark_server_in_container(folder)
+    marker = json.loads((folder / local.MARKER).read_text())
+    assert marker == {"run_id": "r", "owner_pid": owner, "server_in_container": True}
+    assert local.janitor(base) == [folder]
+    assert sleeper.poll() is None

@@ -285,6 +285,13 @@ def postmaster_ready(data: Path) -> bool:
     return len(lines) >= 8 and lines[7].strip() in {"ready", "standby"}
 
 
+def mark_server_in_container(folder: Path) -> None:
+    """Say in the folder's marker, before the server starts, that its postmaster runs in a container: the pid
+    in its postmaster.pid is of the container's namespace (often 1), which the janitor must never signal."""
+    marker = folder / MARKER
+    marker.write_text(json.dumps({**json.loads(marker.read_text()), "server_in_container": True}))
+
+
 def remove_marked_folder(folder: Path) -> None:
     """Delete a throwaway folder, its marker LAST: a Ctrl-C in the middle (a data directory takes seconds
     to delete) leaves a folder the janitor still recognises, never gigabytes nobody can attribute."""

@@ -10,7 +10,6 @@ behind (the data lives in the drill's folder, deleted by the drill).
 
 from __future__ import annotations
 
-import json
 import time
 
 import psycopg
@@ -18,11 +17,11 @@ import psycopg
 from restoredrill.errors import CouldNotVerify
 from restoredrill.targets.container import ContainerInstance, chown_tree
 from restoredrill.targets.local import (
-    MARKER,
     RESTORE_SETTINGS,
     SUPERUSER,
     Connection,
     LocalInstance,
+    mark_server_in_container,
     remove_marked_folder,
 )
 
@@ -60,8 +59,7 @@ class PreparedContainer(ContainerInstance):
         }
         with (folder.data / "postgresql.auto.conf").open("a") as conf:
             conf.writelines(f"{key} = {value}\n" for key, value in settings.items())
-        marker = folder.root / MARKER  # before the server runs: see local.janitor
-        marker.write_text(json.dumps({**json.loads(marker.read_text()), "server_in_container": True}))
+        mark_server_in_container(folder.root)  # before the server runs: see local.janitor
         chown_tree(folder.root, self.container_uid, self.container_uid)
         socket = Connection(str(socket_dir), PORT_IN_CONTAINER, SUPERUSER, password)
 

@@ -33,6 +33,7 @@ from restoredrill.targets.local import (
     PREFIX,
     ServerFolder,
     free_port,
+    mark_server_in_container,
     postmaster_ready,
     remove_marked_folder,
     stop_server,
@@ -289,6 +290,7 @@ class ContainerRecoveredInstance(RecoveredInstance):
         if self.user:
             self.user.own(self.root / "wal")
         self.prefetch(self.root / "wal")
+        mark_server_in_container(self.root)  # before the server runs: see local.janitor
         chown_tree(self.root, self.container_uid, self.container_uid)
         self.container = ContainerInstance(
             self.image,
