@@ -71,8 +71,11 @@ def test_healthy_backups_pass_every_check(drill: DrillScenario) -> None:
         "freshness:public.orders.created_at",
         "sql:paid orders exist",
         "test_shop.py::test_every_paid_order_has_an_invoice",  # the demo's own test, written with `restored`
+        "drift",
     }
     assert set(outcomes) == expected
+    # a first drill has no earlier one to compare with: drift records the baseline, and never claims a pass
+    assert outcomes.pop("drift") == "not_applicable"
     assert set(outcomes.values()) == {"passed"}
     assert record["backup"]["sha256"] == record["backup"]["sha256_expected"]
     assert record["rto_s"] > 0
