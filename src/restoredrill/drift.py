@@ -30,7 +30,6 @@ from restoredrill.evidence import CheckRecord, Shape
 from restoredrill.manifest import _USER_NAMESPACE, _ext
 
 if TYPE_CHECKING:
-    from restoredrill.evidence_store import EvidenceStore
     from restoredrill.report.history import Point
 
 # Names only, one (kind, name) row per object. Objects of extensions are left out (amcheck is installed by the
@@ -138,14 +137,13 @@ def last_passing(points: list[Point], run_id: str) -> Baseline | None:
     return None
 
 
-def find_baseline(
-    reports_dir: Path, key: tuple[str, str, str | None], run_id: str, store: EvidenceStore | None = None
-) -> Baseline | None:
-    """The baseline from the history every report reads (evidence records and history.jsonl, and the evidence
-    store's history when one is configured, so a baseline outlives the CI artifacts)."""
+def find_baseline(reports_dir: Path, key: tuple[str, str, str | None], run_id: str) -> Baseline | None:
+    """The baseline from the history every report reads (evidence records and history.jsonl; with an evidence
+    store, `restoredrill run` made the store's chain the local history.jsonl at run start, so reading it again
+    per drill would only repeat those GETs)."""
     from restoredrill.report.history import load_history  # the one reader of the history
 
-    return last_passing(load_history(reports_dir, [], store=store).series.get(key, []), run_id)
+    return last_passing(load_history(reports_dir, []).series.get(key, []), run_id)
 
 
 def _size(value: int) -> str:

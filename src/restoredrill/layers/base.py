@@ -20,7 +20,6 @@ from restoredrill.config import DrillConfig, Layer
 from restoredrill.durations import format_duration
 from restoredrill.errors import BackupDefect, ConfigError, CouldNotVerify, RestoreDrillError
 from restoredrill.evidence import CheckRecord, DrillRecord, Objectives, Outcome, base_tool_versions, iso, utcnow
-from restoredrill.evidence_store import open_evidence_store
 from restoredrill.verdicts import drill_verdict
 
 Log = Callable[[str], None]
@@ -133,8 +132,7 @@ class LayerDrill:
         with db.connect() as conn:
             self.record.shape = drift_mod.measure(conn)
         key = (self.database, self.layer, self.record.variant)
-        store = open_evidence_store(self.config)
-        baseline = drift_mod.find_baseline(self.config.reports_dir, key, self.record.run_id, store)
+        baseline = drift_mod.find_baseline(self.config.reports_dir, key, self.record.run_id)
         policy = self.config.drift_policy(self.database)
         return drift_mod.drift_check(self.record.shape, baseline, policy, self.record.variant)
 
