@@ -75,6 +75,14 @@ COUNTED_SQL = f"""
     WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition AND {_USER_NAMESPACE} AND {_ext("pg_class", "c.oid")}
     ORDER BY 1, 2
 """
+# Each partitioned root's leaves (a leaf of a sub-partitioned tree included), by the names counted tables have.
+LEAVES_SQL = f"""
+    SELECT format('%s.%s', n.nspname, c.relname), format('%s.%s', ln.nspname, l.relname)
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    CROSS JOIN LATERAL pg_partition_tree(c.oid) t
+    JOIN pg_class l ON l.oid = t.relid JOIN pg_namespace ln ON ln.oid = l.relnamespace
+    WHERE c.relkind = 'p' AND NOT c.relispartition AND t.isleaf AND {_USER_NAMESPACE} AND {_ext("pg_class", "c.oid")}
+"""
 SIZE_SQL = "SELECT pg_database_size(current_database())"
 SHOWN_SQL = (
     "SELECT count(*) FROM ONLY <each table> (a partitioned table: its whole tree); "
@@ -105,18 +113,28 @@ class Baseline:
     shape: Shape
 
 
-def measure(conn: psycopg.Connection[Any]) -> Shape:
+def measure(conn: psycopg.Connection[Any], counted: dict[str, int]) -> Shape:
     """The database's shape: exact row counts, object names and size. Reads the catalogs and counts; no row leaves
-    the server."""
+    the server. `counted` holds the restore's count(*) of each table (ONLY; checks.exact_row_counts, shared with
+    manifest_row_counts): a partitioned table is the sum of its leaves, counted here only when one of them is
+    not among them (a foreign partition)."""
     objects: dict[str, list[str]] = {}
     for kind, name in conn.execute(OBJECTS_SQL).fetchall():  # type: ignore[arg-type]
         objects.setdefault(str(kind), []).append(str(name))
+    leaves: dict[str, list[str]] = {}
+    for root, leaf in conn.execute(LEAVES_SQL).fetchall():  # type: ignore[arg-type]
+        leaves.setdefault(str(root), []).append(str(leaf))
     rows = {}
     for schema, table, partitioned in conn.execute(COUNTED_SQL).fetchall():  # type: ignore[arg-type]
+        name = f"{schema}.{table}"
+        parts = leaves.get(name, []) if partitioned else [name]
+        if parts and all(part in counted for part in parts):
+            rows[name] = sum(counted[part] for part in parts)
+            continue
         only = sql.SQL("") if partitioned else sql.SQL("ONLY ")
         query = sql.SQL("SELECT count(*) FROM {}{}.{}").format(only, sql.Identifier(schema), sql.Identifier(table))
-        counted = conn.execute(query).fetchone()
-        rows[f"{schema}.{table}"] = int(counted[0]) if counted else 0
+        row = conn.execute(query).fetchone()
+        rows[name] = int(row[0]) if row else 0
     row = conn.execute(SIZE_SQL).fetchone()
     return Shape(
         database_size_bytes=int(row[0]) if row else None,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from restoredrill import pgtools, proc
+from restoredrill import drift, manifest, pgtools, proc
 from restoredrill.evidence import new_run_id
 from restoredrill.targets.local import LocalInstance
 from tests.conftest import DrillScenario, leftovers
@@ -94,3 +94,31 @@ def test_a_table_emptied_in_a_dump_without_manifest_fails_against_the_last_good_
     assert check["outcome"] == "passed"
     assert f"against the last passing drill ({good['run_id']}" in check["detail"]  # not the failed one
     assert leftovers(drill.workdir) == []
+
+
+def test_the_shared_table_counts_give_the_shape_counting_each_table_gives(workdir: Path) -> None:
+    """drift reuses the restore's per-table counts (checks.exact_row_counts, also manifest_row_counts'): a
+    partitioned table, sub-partitioned too, is the sum of its leaves, exactly as count(*) of the table itself."""
+    bindir = pgtools.bindir_for(max(pgtools.available_bindirs()))
+    with LocalInstance(bindir, run_id=new_run_id(), base=workdir, label="drift-counts") as server:
+        assert server.connection is not None
+        server.create_database("parts")
+        with server.connection.connect("parts") as conn:
+            conn.execute(
+                "CREATE TABLE m (d date, v int) PARTITION BY RANGE (d);"
+                "CREATE TABLE m_2024 PARTITION OF m FOR VALUES FROM ('2024-01-01') TO ('2025-01-01')"
+                " PARTITION BY HASH (v);"
+                "CREATE TABLE m_2024_0 PARTITION OF m_2024 FOR VALUES WITH (MODULUS 2, REMAINDER 0);"
+                "CREATE TABLE m_2024_1 PARTITION OF m_2024 FOR VALUES WITH (MODULUS 2, REMAINDER 1);"
+                "CREATE TABLE m_2025 PARTITION OF m FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');"
+                "CREATE TABLE empty_parent (d date) PARTITION BY RANGE (d);"
+                'CREATE TABLE "Odd Name" (x int);'
+                "INSERT INTO m SELECT date '2024-01-01' + (i % 700), i FROM generate_series(1, 1000) i;"
+                'INSERT INTO "Odd Name" SELECT generate_series(1, 7);'
+            )
+            shared = drift.measure(conn, manifest.row_counts(conn))
+            each = drift.measure(conn, {})  # nothing shared: every table counted on its own
+    assert shared == each
+    assert shared.rows["public.m"] == 1000
+    assert shared.rows["public.empty_parent"] == 0
+    assert shared.rows["public.Odd Name"] == 7

@@ -130,7 +130,7 @@ class LayerDrill:
         the same database, layer and variant ([drift] tolerances). The first such drill raises NotApplicable,
         saying its shape is recorded as the baseline. Needs no manifest."""
         with db.connect() as conn:
-            self.record.shape = drift_mod.measure(conn)
+            self.record.shape = drift_mod.measure(conn, checks_mod.exact_row_counts(db, conn))
         key = (self.database, self.layer, self.record.variant)
         baseline = drift_mod.find_baseline(self.config.reports_dir, key, self.record.run_id)
         policy = self.config.drift_policy(self.database)
