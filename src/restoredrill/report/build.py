@@ -12,7 +12,6 @@ from typing import Any
 from restoredrill.errors import CouldNotVerify
 from restoredrill.evidence import DrillRecord, iso, utcnow
 from restoredrill.evidence_store import EvidenceStore
-from restoredrill.history_chain import read_history
 from restoredrill.report.allure import build_allure
 from restoredrill.report.context import read_run_context
 from restoredrill.report.history import key_of, load_history, parse_time
@@ -162,7 +161,7 @@ def build_report(
         run.run_id,
         [html_path, *covered, *([allure_path] if allure_path else [])],
         key,
-        history_head=read_history(reports_dir).head,
+        history_head=history.head,
     )
     summary = append_step_summary(view, html_path.name)
     return Built(

@@ -42,6 +42,7 @@ class History:
     unreadable_lines: int
     runs: int
     first: datetime | None
+    head: tuple[int, str] | None = None  # the chain's last entry as read (seq, sha256): the manifest records it
 
 
 def parse_time(text: str | None, run_id: str = "") -> datetime | None:
@@ -148,4 +149,5 @@ def load_history(
         unreadable_lines=unreadable,
         runs=len({p.run_id for p in all_points}),
         first=min((p.at for p in all_points), default=None),
+        head=log.head,
     )
