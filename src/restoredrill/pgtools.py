@@ -22,10 +22,32 @@ def major_of(version: str) -> int:
     return int(match.group(1))
 
 
+# A drill asks which binaries exist several times (the dump's TOC, the target, initdb ahead): each answer
+# is a `postgres --version` per folder and Debian's pg_config wrapper (a shell script running ls and tail).
+# Answers are kept for the process, keyed by what would change them (the binary's size and mtime).
+_MAJORS: dict[tuple[str, int, int], int | None] = {}
+_PG_CONFIG_BINDIR: dict[tuple[str, int, int], Path | None] = {}
+
+
+def _identity(path: Path) -> tuple[str, int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (str(path), st.st_size, st.st_mtime_ns)
+
+
 def _bindir_major(bindir: Path) -> int | None:
     postgres = bindir / "postgres"
-    if not postgres.exists():
+    key = _identity(postgres)
+    if key is None:
         return None
+    if key not in _MAJORS:
+        _MAJORS[key] = _read_major(postgres)
+    return _MAJORS[key]
+
+
+def _read_major(postgres: Path) -> int | None:
     try:
         out = proc.run([postgres, "--version"], timeout=15).stdout
     except CouldNotVerify:
@@ -36,6 +58,18 @@ def _bindir_major(bindir: Path) -> int | None:
         return None
 
 
+def _pg_config_bindir(pg_config: str) -> Path | None:
+    key = _identity(Path(pg_config))
+    if key is None:
+        return None
+    if key not in _PG_CONFIG_BINDIR:
+        found = None
+        with contextlib.suppress(CouldNotVerify):
+            found = Path(proc.run([pg_config, "--bindir"], timeout=15).stdout.strip())
+        _PG_CONFIG_BINDIR[key] = found
+    return _PG_CONFIG_BINDIR[key]
+
+
 def available_bindirs(configured: Path | None = None) -> dict[int, Path]:
     """Server binary folders by major: the configured one, pg_config's, and the Debian layout."""
     candidates: list[Path] = []
@@ -43,9 +77,9 @@ def available_bindirs(configured: Path | None = None) -> dict[int, Path]:
         candidates.append(configured)
     else:
         pg_config = shutil.which("pg_config")
-        if pg_config:
-            with contextlib.suppress(CouldNotVerify):
-                candidates.append(Path(proc.run([pg_config, "--bindir"], timeout=15).stdout.strip()))
+        bindir = _pg_config_bindir(pg_config) if pg_config else None
+        if bindir is not None:
+            candidates.append(bindir)
         if DEBIAN_LAYOUT.is_dir():
             candidates.extend(sorted(p / "bin" for p in DEBIAN_LAYOUT.iterdir()))
     found: dict[int, Path] = {}

@@ -285,7 +285,8 @@ def _remove_labelled(owner_is_gone: Any, timeout: float = 2) -> list[str]:
 
 def _labelled_containers_exist(timeout: float = 2) -> bool | None:
     """Whether the local engine holds any drill container, asked over its unix socket with one HTTP GET;
-    None when that cannot be told this way (DOCKER_HOST elsewhere, no answer). Every run's janitor asks:
+    None when that cannot be told this way (DOCKER_HOST elsewhere, no answer); False when no engine listens
+    on the socket (no socket file, or nobody accepting on it). Every run's janitor asks:
     importing the docker SDK (requests, urllib3) only to hear "none" cost ~0.1 s of each run."""
     host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
     if not host.startswith("unix://"):
@@ -297,8 +298,10 @@ def _labelled_containers_exist(timeout: float = 2) -> bool | None:
             sock.connect(host.removeprefix("unix://"))
             sock.sendall(f"GET /containers/json?all=1&filters={query} HTTP/1.0\r\nHost: docker\r\n\r\n".encode())
             answer = b"".join(iter(lambda: sock.recv(65536), b""))
+    except (FileNotFoundError, ConnectionRefusedError):
+        return False  # no engine listens on this host: it holds no container to remove
     except OSError:
-        return None  # no engine here: the SDK path says so the usual way
+        return None  # no answer in time, or not ours to ask: the SDK path says so the usual way
     head, _, body = answer.partition(b"\r\n\r\n")
     if not head.startswith(b"HTTP/1.") or head.split(b" ", 2)[1:2] != [b"200"]:
         return None
