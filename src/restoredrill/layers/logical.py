@@ -82,6 +82,8 @@ class LogicalDrill(LayerDrill):
     # ----- stage 1: everything up to a usable restored database -------------------------------------
     def _prepare(self) -> None:
         now = utcnow()
+        # With one server major here, the target's folder is known before the bucket is even opened.
+        self.ahead = self._initialize_ahead(None)
         store, prefix = open_store(
             self.source.source,
             endpoint_url=self.source.endpoint_url,
@@ -112,7 +114,8 @@ class LogicalDrill(LayerDrill):
         backup = self.record.backup
         backup.id, backup.taken_at, backup.location = newest.key, iso(newest.taken_at), store.location(newest.key)
         metadata = store.metadata(newest.key)
-        self.ahead = self._initialize_ahead(metadata.get("server-version"))
+        if self.ahead is None:
+            self.ahead = self._initialize_ahead(metadata.get("server-version"))
         manifest_text = store.read_text(newest.manifest_key)
         manifest = None
         if manifest_text is not None:
@@ -255,20 +258,27 @@ class LogicalDrill(LayerDrill):
         download.path.unlink(missing_ok=True)
 
     def _initialize_ahead(self, server_version: str | None) -> InitializedAhead | None:
-        """A local target's initdb, run while the dump is fetched, for the major the backup job recorded
-        (the dump's own header decides after the fetch: a wrong guess is removed, and costs only CPU)."""
+        """A local target's initdb, run while the dump is listed and fetched, for the major the backup job
+        recorded, or (`server_version` None) for the one major installed here, if there is only one. The
+        dump's own header decides after the fetch: a wrong guess is removed, and costs only CPU."""
         target = self.config.target
-        if target.kind not in ("local", "container") or not server_version:
+        if target.kind not in ("local", "container"):
             return None
         try:
-            major = pgtools.major_of(server_version)
+            if server_version is None:
+                installed = pgtools.available_bindirs(target.pg_bindir)
+                if len(installed) != 1:
+                    return None
+                major = next(iter(installed))
+            else:
+                major = pgtools.major_of(server_version)
             if target.kind == "local":
                 bindir: Path | None = pgtools.bindir_for(major, target.pg_bindir)
             else:  # the container's server reads the folder: the host's initdb must be of the very same major
                 bindir = pgtools.available_bindirs(target.pg_bindir).get(major) if os.geteuid() == 0 else None
         except (RestoreDrillError, OSError, ValueError):
             return None  # the normal path, after the fetch, says why in its own words
-        return InitializedAhead(local_instance(target, bindir, self.record.run_id)) if bindir else None
+        return InitializedAhead(local_instance(target, bindir, self.record.run_id), self.database) if bindir else None
 
     def _check_identity(self, archived: str | None) -> None:
         """The archive must hold the configured database: another database's dump under this key is a defect."""

@@ -13,15 +13,16 @@ from restoredrill.targets.local import LocalInstance
 
 
 class InitializedAhead:
-    def __init__(self, instance: LocalInstance) -> None:
+    def __init__(self, instance: LocalInstance, database: str | None = None) -> None:
         self.instance = instance
+        self.database = database
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._initialize, name="initdb-ahead", daemon=True)
         self._thread.start()
 
     def _initialize(self) -> None:
         try:
-            self.instance.initialize()
+            self.instance.initialize(self.database)
         except BaseException as exc:  # raised again in the drill's thread by take()
             self._error = exc
 

@@ -20,6 +20,7 @@ import psycopg
 from restoredrill import proc
 from restoredrill.errors import ConfigError, CouldNotVerify
 from restoredrill.folders import writable_folder
+from restoredrill.targets import initdb_cache
 from restoredrill.targets.connection import Connection
 from restoredrill.waiting import wait_until
 
@@ -120,6 +121,7 @@ class LocalInstance(ServerFolder):
         self.initialize_s: float | None = None
         self._password: str | None = None
         self.server: proc.Server | None = None
+        self.created_databases: set[str] = set()  # made before the server started (initialize)
 
     def __enter__(self) -> LocalInstance:
         try:
@@ -150,9 +152,11 @@ class LocalInstance(ServerFolder):
         self._start_server()
         self.startup_s = (self.initialize_s or 0) + time.monotonic() - started
 
-    def initialize(self) -> None:
+    def initialize(self, database: str | None = None) -> None:
         """The data directory (initdb) and its settings, the server not started yet. It may run in another
-        thread; the server may not: proc.spawn ties it to the thread that starts it, which must outlive it."""
+        thread; the server may not: proc.spawn ties it to the thread that starts it, which must outlive it.
+        `database`: the empty database the drill will restore into, made now if that is cheap (a copy of the
+        initdb template is prepared in a single-user backend anyway); else create_database makes it later."""
         started = time.monotonic()
         self.root = Path(tempfile.mkdtemp(prefix=PREFIX, dir=self.base))
         (self.root / MARKER).write_text(
@@ -162,38 +166,52 @@ class LocalInstance(ServerFolder):
         proc.register_secret(password)
         socket_dir = self.root / "socket"
         socket_dir.mkdir()
+        if self.user:
+            # The server's user must reach its folders; the root stays closed to everyone else.
+            os.chmod(self.root, 0o700)
+            for path in (self.root, socket_dir):
+                self.user.own(path)
+            self._ensure_traversable(self.root.parent)
+        initdb = self._tool("initdb")
+        options = [
+            "-U",
+            SUPERUSER,
+            "--auth-host=scram-sha-256",
+            f"--auth-local={self.auth_local}",
+            "--encoding=UTF8",
+            "--locale=C.UTF-8",
+            "--no-sync",
+        ]
+        owner = self.user.uid if self.user else os.geteuid()
+        made = initdb_cache.find(initdb, options, owner)
+        if not (
+            made is not None
+            and initdb_cache.copy_data(made, self.data)
+            and initdb_cache.prepare_copy(self._tool("postgres"), self.data, SUPERUSER, password, database, self.user)
+        ):
+            if made is not None:
+                initdb_cache.discard(made)  # a template that does not work is made again from this initdb
+            shutil.rmtree(self.data, ignore_errors=True)
+            self._initdb(initdb, options, password)
+            initdb_cache.keep(initdb, options, owner, self.data)
+        elif database is not None:
+            self.created_databases.add(database)
+        self._password = password
+        self.initialize_s = time.monotonic() - started
+
+    def _initdb(self, initdb: str, options: list[str], password: str) -> None:
+        assert self.root is not None
         pwfile = self.root / "pwfile"
         pwfile.write_text(password + "\n")
         pwfile.chmod(0o600)
         if self.user:
-            # The server's user must reach its folders; the root stays closed to everyone else.
-            os.chmod(self.root, 0o700)
-            for path in (self.root, socket_dir, pwfile):
-                self.user.own(path)
-            self._ensure_traversable(self.root.parent)
-        initdb = proc.run(
-            [
-                self._tool("initdb"),
-                "-D",
-                self.data,
-                "-U",
-                SUPERUSER,
-                "--auth-host=scram-sha-256",
-                f"--auth-local={self.auth_local}",
-                f"--pwfile={pwfile}",
-                "--encoding=UTF8",
-                "--locale=C.UTF-8",
-                "--no-sync",
-            ],
-            timeout=120,
-            run_as=self.user,
-            what="initdb",
+            self.user.own(pwfile)
+        result = proc.run(
+            [initdb, "-D", self.data, *options, f"--pwfile={pwfile}"], timeout=120, run_as=self.user, what="initdb"
         )
         pwfile.unlink()
-        if initdb.returncode != 0:
-            raise CouldNotVerify(f"initdb of the throwaway instance failed: {initdb.tail(3)}")
-        self._password = password
-        self.initialize_s = time.monotonic() - started
+        if result.returncode != 0:
+            raise CouldNotVerify(f"initdb of the throwaway instance failed: {result.tail(3)}")
 
     @property
     def password(self) -> str:
@@ -257,7 +275,8 @@ class LocalInstance(ServerFolder):
 
     def create_database(self, name: str) -> None:
         assert self.connection is not None
-        self.connection.create_database(name)
+        if name not in self.created_databases:
+            self.connection.create_database(name)
 
     def destroy(self) -> None:
         """Stop the server (immediate: it is thrown away) and delete every file; safe to call twice."""

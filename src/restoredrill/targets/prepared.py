@@ -84,6 +84,10 @@ class PreparedContainer(ContainerInstance):
         super().start(ready=wait_socket)
         self.startup_s = (self.startup_s or 0) + (folder.initialize_s or 0)
 
+    def create_database(self, name: str) -> None:
+        if name not in self.folder.created_databases:  # made with the folder's data directory: see initialize
+            super().create_database(name)
+
     def destroy(self) -> None:
         """The container first (its server holds the folder), then the folder: its postmaster.pid names a pid
         of the container's namespace, so the host instance's stop (pg_ctl on that pid) must never run."""
