@@ -6,6 +6,7 @@ A check that cannot run reports `error`, never `passed`.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -48,6 +49,9 @@ class Restored:
     check_timeout: float = 1800
     jobs: int = 2
     cache: dict[str, Any] = field(default_factory=dict)
+    # Checks may run in worker threads at once (layers/base.py SCANNING_CHECKS): what they share in `cache` is
+    # computed under this lock, once.
+    cache_lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def connect(self) -> psycopg.Connection[Any]:
         conn = self.connection.connect(self.dbname)
@@ -117,9 +121,10 @@ def _require_manifest(db: Restored, name: str) -> Manifest | CheckRecord:
 def exact_row_counts(db: Restored, conn: psycopg.Connection[Any]) -> dict[str, int]:
     """count(*) of every table of the restore (ONLY: a partition on its own), scanned once per restore:
     manifest_row_counts and drift both read them, and each pass is a sequential scan of the whole database."""
-    if "row_counts" not in db.cache:
-        db.cache["row_counts"] = manifest_mod.row_counts(conn)
-    counts: dict[str, int] = db.cache["row_counts"]
+    with db.cache_lock:
+        if "row_counts" not in db.cache:
+            db.cache["row_counts"] = manifest_mod.row_counts(conn)
+        counts: dict[str, int] = db.cache["row_counts"]
     return counts
 
 

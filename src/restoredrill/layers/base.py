@@ -10,7 +10,8 @@ The verdict is `verdicts.drill_verdict`, the one rule every report reads.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from restoredrill import checks as checks_mod
@@ -25,6 +26,12 @@ from restoredrill.verdicts import drill_verdict
 Log = Callable[[str], None]
 
 CheckFunction = Callable[[Restored], CheckRecord]
+
+# The checks that read a whole database (every row, or every page and index entry). They are started together
+# as soon as the restore is usable, up to the target's `jobs` at once, rather than one after another as their
+# tests come: a single scan rarely keeps every core busy (pg_amcheck checks a table's heap on one core while
+# a count or a content hash runs in parallel workers). Each test then takes its scan's record.
+SCANNING_CHECKS = ("manifest_row_counts", "manifest_content", "amcheck", "drift")
 
 
 class LayerDrill:
@@ -47,6 +54,8 @@ class LayerDrill:
         self.failure: RestoreDrillError | None = None
         self.restored: Restored | None = None
         self.extra_checks: list[str] = []  # a team's own checks planned for this drill (its pytest tests)
+        self._scan_pool: ThreadPoolExecutor | None = None
+        self._scans: dict[str, Future[CheckRecord]] = {}
 
     # ----- stage 1: everything up to a usable restored database -------------------------------------
     def prepare(self) -> None:
@@ -69,6 +78,27 @@ class LayerDrill:
 
     def database_checks(self) -> dict[str, CheckFunction]:
         raise NotImplementedError
+
+    def start_scans(self, selected: Iterable[str]) -> list[str]:
+        """Start the scanning checks among `selected` (the checks this run's selection will ask for: a check
+        left out never runs), in worker threads; returns their names. Nothing to overlap: nothing started."""
+        if self.restored is None:
+            return []
+        checks = self.database_checks()
+        wanted = set(selected)
+        names = [name for name in SCANNING_CHECKS if name in wanted and name in checks]
+        if len(names) < 2:
+            return []
+        workers = max(1, min(self.restored.jobs, len(names)))
+        pool = self._scan_pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="scan")
+        for name in names:
+            self._scans[name] = pool.submit(checks_mod.run_check, name, checks[name], self.restored)
+        return names
+
+    def _stop_scans(self) -> None:
+        """Scans not started are cancelled; running ones end with the server, which cleanup stops next."""
+        if self._scan_pool is not None:
+            self._scan_pool.shutdown(wait=False, cancel_futures=True)
 
     def check_names(self) -> list[str]:
         return [*self.timing_checks, *self.database_checks()]
@@ -113,6 +143,8 @@ class LayerDrill:
                 record.duration_s = round(time.monotonic() - started, 3)
             elif self.restored is None:
                 record = self.not_run(name)
+            elif name in self._scans:
+                record = self._scans.pop(name).result()  # its NotApplicable is raised here, in the test
             else:
                 record = checks_mod.run_check(name, self.database_checks()[name], self.restored)
         except NotApplicable as exc:
@@ -152,7 +184,12 @@ class LayerDrill:
 
     def finish(self, reports_dir: Path | None = None) -> DrillRecord:
         started = time.monotonic()
-        self._cleanup()
+        self._stop_scans()
+        try:
+            self._cleanup()
+        finally:
+            if self._scan_pool is not None:
+                self._scan_pool.shutdown(wait=True)  # their tools and connections are gone with the server
         self.record.stages.cleanup_s = round(time.monotonic() - started, 3)
         self.record.stages.checks_s = round(sum(c.duration_s or 0 for c in self.record.checks), 3)
         ran = {c.name for c in self.record.checks}
