@@ -104,8 +104,15 @@ def backup_logical(
     timeout: float = 6 * 3600,
     pg_dump_args: Sequence[str] = (),
     content_hash_max_bytes: int | None = manifest_mod.CONTENT_HASH_DEFAULT_MAX_BYTES,
+    content_algorithm: str | None = None,
 ) -> BackupResult:
-    """`content_hash_max_bytes`: hash the content of tables up to this size (None: no content hashes)."""
+    """`content_hash_max_bytes`: hash the content of tables up to this size (None: no content hashes).
+    `content_algorithm`: one of manifest.CONTENT_HASH_SQL (None: the fastest this source supports, see
+    manifest.content_algorithm_for)."""
+    if content_algorithm is not None and content_algorithm not in manifest_mod.CONTENT_HASH_SQL:
+        raise ConfigError(
+            f"unknown content-hash algorithm {content_algorithm!r} (known: {', '.join(manifest_mod.CONTENT_HASH_SQL)})"
+        )
     if retention_days < 1:
         raise ConfigError(f"the retention must be at least 1 day, not {retention_days}: it decides what is deleted")
     conninfo, env = _split_secret(dsn)
@@ -141,11 +148,12 @@ def backup_logical(
                 counts = manifest_mod.row_counts(conn)
                 structure = manifest_mod.structure(conn)
                 matviews = manifest_mod.populated_matviews(conn)
-                content = (
-                    manifest_mod.content_hashes(conn, content_hash_max_bytes)
-                    if content_hash_max_bytes is not None
-                    else {}
-                )
+                algorithm, content = manifest_mod.MD5_64_SUM, {}
+                if content_hash_max_bytes is not None:
+                    algorithm = content_algorithm or manifest_mod.content_algorithm_for(
+                        conn, pgtools.major_of(server_version)
+                    )
+                    content = manifest_mod.content_hashes(conn, content_hash_max_bytes, algorithm)
                 dumped = dumping.result()
             conn.rollback()
         if dumped.returncode != 0:
@@ -163,6 +171,7 @@ def backup_logical(
             matviews_populated=matviews,
             content=content,
             content_max_bytes=content_hash_max_bytes,
+            content_algorithm=algorithm,
             dump={
                 "key": key,
                 "size_bytes": size,

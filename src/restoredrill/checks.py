@@ -183,22 +183,43 @@ def manifest_structure(db: Restored) -> CheckRecord:
 
 
 def manifest_content(db: Restored) -> CheckRecord:
-    """Same row counts can hide altered rows: the content hash of each table must equal the one of backup time."""
+    """Same row counts can hide altered rows: the content hash of each table must equal the one of backup time,
+    computed with the algorithm the manifest names."""
     expected = _require_manifest(db, "manifest_content")
     if isinstance(expected, CheckRecord):
         return expected
     if expected.content_max_bytes is None:
         raise NotApplicable("the backup job took no content hashes for this dump")
+    algorithm = expected.content_algorithm
+    if algorithm not in manifest_mod.CONTENT_HASH_SQL:
+        return CheckRecord(
+            name="manifest_content",
+            outcome="error",
+            detail=f"the manifest's content hashes use algorithm {algorithm!r}, which this restoredrill does not "
+            f"know (it knows {', '.join(manifest_mod.CONTENT_HASH_SQL)}): the rows could not be compared; a "
+            "newer restoredrill wrote this manifest?",
+        )
+    shown = manifest_mod.content_hash_sql_shown(algorithm)
     differ, missing = [], []
     with db.connect() as conn:
+        if algorithm == manifest_mod.HASHTEXTEXTENDED_SUM:
+            probe = manifest_mod.hash_probe(conn)
+            if probe != manifest_mod.HASH_PROBE_LITTLE_ENDIAN:
+                return CheckRecord(
+                    name="manifest_content",
+                    outcome="error",
+                    detail=f"this server's hashtextextended differs from the one the backup job used (probe "
+                    f"{probe}, not {manifest_mod.HASH_PROBE_LITTLE_ENDIAN}: a big-endian machine?): its content "
+                    f"hashes ({algorithm}) could not be compared",
+                    sql=manifest_mod.HASH_PROBE_SQL.replace("%s", repr(manifest_mod.HASH_PROBE)),
+                )
         manifest_mod.use_content_settings(conn)
         for table, want in sorted(expected.content.items()):
             if not conn.execute(MISSING_TABLE_SQL, (_table_sql(table).as_string(conn),)).fetchone()[0]:  # type: ignore[index]
-                if manifest_mod.content_hash(conn, table) != want:
+                if manifest_mod.content_hash(conn, table, algorithm) != want:
                     differ.append(table)
             else:
                 missing.append(table)
-    shown = manifest_mod.CONTENT_HASH_SQL_SHOWN
     if differ or missing:
         problems = [f"{t}: rows differ from backup time" for t in differ] + [f"{t}: missing" for t in missing]
         return _record(
@@ -207,8 +228,8 @@ def manifest_content(db: Restored) -> CheckRecord:
     return _record(
         "manifest_content",
         True,
-        f"{len(expected.content)} table(s) hold exactly the rows of backup time (content hashes; tables over "
-        f"{expected.content_max_bytes} bytes are only counted)",
+        f"{len(expected.content)} table(s) hold exactly the rows of backup time (content hashes, {algorithm}; "
+        f"tables over {expected.content_max_bytes} bytes are only counted)",
         shown,
     )
 
