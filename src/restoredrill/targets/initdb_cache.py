@@ -94,9 +94,7 @@ def keep(initdb: str, options: Sequence[str], owner: int, data: Path) -> None:
         _sweep(folder)
         key = template_key(initdb, options, owner)
         making = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=folder))
-        result = proc.run(["cp", "-a", "--", data, making / "data"], timeout=120, what="cp")
-        if result.returncode != 0:
-            log.debug("initdb template not kept: %s", result.tail(3))
+        if not _copy_tree(data, making / "data"):
             return
         (making / _COMPLETE).write_text(json.dumps({"initdb": initdb, "options": list(options)}))
         with contextlib.suppress(OSError):  # another drill kept one meanwhile: theirs is as good
@@ -126,10 +124,19 @@ def discard(made: Path) -> None:
 
 def copy_data(made: Path, data: Path) -> bool:
     """A copy of the template's data folder at `data` (absent before), with its owner (`cp -a` as root)."""
-    result = proc.run(["cp", "-a", "--", made / "data", data], timeout=120, what="cp")
+    return _copy_tree(made / "data", data)
+
+
+def _copy_tree(source: Path, destination: Path) -> bool:
+    """`cp -a` of one data folder (a template kept, or a copy of one made); False, never an exception, when
+    it fails: the caller falls back to initdb, and removes what the copy left."""
+    try:
+        result = proc.run(["cp", "-a", "--", source, destination], timeout=120, what="cp")
+    except CouldNotVerify as exc:  # timed out: a cache must slow a drill down, never fail it
+        log.debug("initdb folder not copied: %s", exc)
+        return False
     if result.returncode != 0:
-        log.debug("initdb template not copied: %s", result.tail(3))
-        shutil.rmtree(data, ignore_errors=True)
+        log.debug("initdb folder not copied: %s", result.tail(3))
         return False
     return True
 
@@ -144,27 +151,31 @@ def prepare_copy(
     statements = [f"ALTER ROLE {_ident(superuser)} PASSWORD {literal}"]
     if database is not None:
         statements.append(f"CREATE DATABASE {_ident(database)} TEMPLATE template0")
-    result = proc.run(
-        [
-            postgres,
-            "--single",
-            "-D",
-            data,
-            "-c",
-            "password_encryption=scram-sha-256",
-            "-c",
-            "fsync=off",
-            "-c",
-            "log_min_messages=warning",
-            "-c",
-            "log_min_error_statement=panic",  # an error must not echo the statement (the password) to stderr
-            "postgres",
-        ],
-        timeout=60,
-        run_as=user,
-        input_text="".join(f"{statement}\n" for statement in statements),
-        what="postgres --single",
-    )
+    try:
+        result = proc.run(
+            [
+                postgres,
+                "--single",
+                "-D",
+                data,
+                "-c",
+                "password_encryption=scram-sha-256",
+                "-c",
+                "fsync=off",
+                "-c",
+                "log_min_messages=warning",
+                "-c",
+                "log_min_error_statement=panic",  # an error must not echo the statement (the password) to stderr
+                "postgres",
+            ],
+            timeout=60,
+            run_as=user,
+            input_text="".join(f"{statement}\n" for statement in statements),
+            what="postgres --single",
+        )
+    except CouldNotVerify as exc:  # timed out: the caller falls back to initdb
+        log.debug("copy of the initdb template not prepared: %s", exc)
+        return False
     if result.returncode != 0 or "ERROR" in result.stdout or "ERROR" in result.stderr:
         log.debug("copy of the initdb template not prepared: %s", result.tail(3))
         return False
