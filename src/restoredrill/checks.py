@@ -274,6 +274,22 @@ def matviews_populated(db: Restored) -> CheckRecord:
     )
 
 
+AMCHECK_INSTALL_SQL = "CREATE EXTENSION IF NOT EXISTS amcheck SCHEMA pg_catalog"
+
+
+def install_amcheck(db: Restored) -> None:
+    """Install amcheck where `pg_amcheck --install-missing` would, before the scans start side by side.
+
+    Installing it adds catalog rows, so the database grows by a page or so: done while `drift` measures the
+    size, the measurement would depend on which thread came first. Done here, every run measures the same
+    database. A failure is left for pg_amcheck to report (it tries again and says why)."""
+    try:
+        with db.connect() as conn:
+            conn.execute(AMCHECK_INSTALL_SQL)
+    except psycopg.Error:
+        pass
+
+
 def amcheck(db: Restored) -> CheckRecord:
     tool = pgtools.client_tool("pg_amcheck", db.bindir)
     c = db.connection

@@ -20,8 +20,9 @@ class ScanDrill(LayerDrill):
 
     layer = "logical"
 
-    def __init__(self, checks: dict[str, Any], jobs: int = 2) -> None:  # no configuration: nothing to read
-        self._checks = checks
+    def __init__(self, checks: dict[str, Any], jobs: int = 2, ran: list[str] | None = None) -> None:
+        self._checks = checks  # no configuration: nothing to read
+        self._ran = ran if ran is not None else []
         self._scan_pool = None
         self._scans = {}
         self.extra_checks = []
@@ -42,6 +43,9 @@ class ScanDrill(LayerDrill):
 
     def database_checks(self) -> dict[str, Any]:
         return self._checks
+
+    def _prepare_scans(self, names: list[str]) -> None:  # the real one installs amcheck in the database
+        self._ran.append(f"prepare {' '.join(names)}")
 
     def _cleanup(self) -> None:
         pass
@@ -65,9 +69,11 @@ def test_two_scans_run_at_the_same_time_and_each_test_takes_its_own_record() -> 
             "manifest_content": _passing("manifest_content", ran, meet),
             "amcheck": _passing("amcheck", ran, meet),
             "toc_tables": _passing("toc_tables", ran),
-        }
+        },
+        ran=ran,
     )
     assert drill.start_scans(["manifest_content", "amcheck", "toc_tables"]) == ["manifest_content", "amcheck"]
+    assert ran[0] == "prepare manifest_content amcheck", "what scans need is done before any of them starts"
     assert drill.check("amcheck").detail == "amcheck ok"
     assert drill.check("toc_tables").detail == "toc_tables ok"  # not a scan: run by its test, when it comes
     assert drill.check("manifest_content").detail == "manifest_content ok"

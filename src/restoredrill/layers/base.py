@@ -89,11 +89,17 @@ class LayerDrill:
         names = [name for name in SCANNING_CHECKS if name in wanted and name in checks]
         if len(names) < 2:
             return []
+        self._prepare_scans(names)
         workers = max(1, min(self.restored.jobs, len(names)))
         pool = self._scan_pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="scan")
         for name in names:
             self._scans[name] = pool.submit(checks_mod.run_check, name, checks[name], self.restored)
         return names
+
+    def _prepare_scans(self, names: list[str]) -> None:
+        """What must happen before scans run side by side so that no scan sees another's writes."""
+        if "amcheck" in names and self.restored is not None:
+            checks_mod.install_amcheck(self.restored)
 
     def _stop_scans(self) -> None:
         """Scans not started are cancelled; running ones end with the server, which cleanup stops next."""
