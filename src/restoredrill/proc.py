@@ -90,24 +90,20 @@ _PR_SET_PDEATHSIG = 1
 _LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
 
 
-def _dies_with_owner(death_signal: int | None, niceness: int = 0) -> Callable[[], None] | None:
+def _dies_with_owner(death_signal: int | None) -> Callable[[], None] | None:
     """A preexec_fn: the child receives `death_signal` when the thread that started it is gone.
 
     A kill -9 of the run runs no `finally`, so only the kernel can stop what the run started: without
     this a pg_restore keeps restoring and a server keeps listening until a janitor comes. It runs after
     Popen's switch to the server's user (a change of credentials clears the setting, so it must come
     last), and checks the owner once more in case it died between fork and prctl. Linux only; elsewhere
-    the janitor of the next run is the only net. `niceness` > 0 lowers the child's CPU priority.
+    the janitor of the next run is the only net.
     """
-    if death_signal is None and not niceness:
+    if death_signal is None:
         return None
     owner = os.getpid()
 
     def preexec() -> None:
-        if niceness:
-            os.nice(niceness)
-        if death_signal is None:
-            return
         # A run started as a background job of a non-interactive shell inherits SIGINT and SIGQUIT
         # ignored, and an ignored disposition survives exec: reset it, or the death signal does nothing.
         if death_signal != signal.SIGKILL:  # SIGKILL cannot be ignored, nor set
@@ -136,7 +132,6 @@ def _popen(
     inherit_env: bool = True,
     stdout: int | IO[bytes],
     death_signal: int | None,
-    niceness: int = 0,
 ) -> subprocess.Popen[bytes]:
     """The child gets its own session, so a Ctrl-C in the terminal reaches us, not it: we then stop it
     ourselves, in order (an interrupted drill never leaves a pg_restore behind)."""
@@ -154,7 +149,7 @@ def _popen(
             user=run_as.uid if run_as else None,
             group=run_as.gid if run_as else None,
             extra_groups=[] if run_as else None,
-            preexec_fn=_dies_with_owner(death_signal, niceness),
+            preexec_fn=_dies_with_owner(death_signal),
         )
     except FileNotFoundError:
         raise CouldNotVerify(f"{label} is not installed ({argv[0]} not found)") from None
@@ -178,10 +173,8 @@ def run(
     input_text: str | None = None,
     what: str | None = None,
     inherit_env: bool = True,
-    niceness: int = 0,
 ) -> Completed:
-    """Run a tool to completion and return its redacted output. `niceness` > 0: a background job that
-    must not slow down the work on the critical path (the restore whose duration is the RTO).
+    """Run a tool to completion and return its redacted output.
 
     On a timeout or an interrupt its whole process group is killed; if the run itself is killed, the
     tool gets SIGKILL from the kernel (it is a tool: nothing of it is worth keeping).
@@ -199,7 +192,6 @@ def run(
         stdin=subprocess.PIPE if input_text is not None else subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         death_signal=signal.SIGKILL,
-        niceness=niceness,
     )
     try:
         out, err = proc.communicate(input=input_text.encode() if input_text is not None else None, timeout=timeout)

@@ -12,7 +12,6 @@ import textwrap
 import psutil
 import pytest
 
-from restoredrill import proc
 from restoredrill.waiting import wait_until
 
 pytestmark = pytest.mark.integration
@@ -83,14 +82,3 @@ def test_what_the_runner_starts_dies_with_a_killed_owner(started_by: str, user: 
         for child in children:
             with contextlib.suppress(psutil.Error):
                 child.kill()
-
-
-@pytest.mark.parametrize("user", ["ourselves", "server-user"])
-def test_a_background_tool_runs_at_the_lowest_cpu_priority_and_its_owner_keeps_its_own(user: str) -> None:
-    """pgbackrest verify runs beside the restore at niceness 19: it must not take cycles from the restore
-    whose duration is the reported RTO, and the change of user must not undo it (nor the death signal)."""
-    run_as = proc.RunAs.for_server() if user == "server-user" else None
-    low = proc.run(["nice"], timeout=30, run_as=run_as, niceness=19)
-    normal = proc.run(["nice"], timeout=30, run_as=run_as)
-    assert (low.returncode, low.stdout.strip()) == (0, "19"), low
-    assert normal.stdout.strip() == str(psutil.Process().nice()), "only the one tool is lowered, not its owner"

@@ -87,10 +87,6 @@ class StanzaInfo:
         return max(self.wal, key=lambda w: (w.segment, w.archived_at), default=None)
 
 
-# `nice` 19: the lowest priority, so the scheduler hands a core to verify only when nothing else wants it.
-VERIFY_NICENESS = 19
-
-
 def _iso(moment: datetime) -> str:
     return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
 
@@ -158,7 +154,6 @@ class PgBackRest:
         console: str = "warn",
         timeout: float | None = None,
         path: str | list[str] | None = None,
-        niceness: int = 0,
     ) -> proc.Completed:
         # Our own lock/log/spool folders go by environment: pgBackRest ignores an environment option that
         # does not apply to a command, where the same flag on the command line is an error.
@@ -175,7 +170,6 @@ class PgBackRest:
             env=env,
             run_as=self.run_as,
             what=f"pgbackrest {command}",
-            niceness=niceness,
         )
 
     def version(self) -> str:
@@ -275,16 +269,7 @@ class PgBackRest:
         """Problems `pgbackrest verify` reports. Its exit code is 0 even when it finds errors (2.45), so
         the text is what counts. `listed`: the sets backup.info lists, each of which verify must have seen."""
         # --job-retry=0: a corrupt file is reported at once, not after pgBackRest's retries (~15 s each).
-        # Lowest CPU priority: verify runs beside the restore, and the restore's duration is the RTO we
-        # report; verify takes the cycles the restore and the recovery leave idle instead of sharing them.
-        result = self.run(
-            "verify",
-            "--verbose",
-            "--job-retry=0",
-            f"--process-max={process_max}",
-            console="info",
-            niceness=VERIFY_NICENESS,
-        )
+        result = self.run("verify", "--verbose", "--job-retry=0", f"--process-max={process_max}", console="info")
         problems = parse_verify(result.stdout + "\n" + result.stderr, listed)
         if result.returncode != 0 and not problems:
             problems.append(f"pgbackrest verify exited {result.returncode}: {result.tail(2)}")
