@@ -8,7 +8,9 @@ B "bare":  what a human does by hand, as the postgres OS user: `pgbackrest resto
            socket folder, loopback only), `pg_ctl start -w`, then `SELECT pg_is_in_recovery()` until false.
            Timed from the restore start until promoted; stop and removal are reported, not timed.
 B+ "tuned": the same, with every setting the drill's RecoveredInstance writes (fsync off, shared_buffers,
-           autovacuum off, ...): the drill's tuning is then on both sides and only its overhead remains.
+           autovacuum off, ...) and the drill's restore parallelism (`--process-max` = the drill's jobs, the
+           cores; pgBackRest's default is 1): the drill's tuning is then on both sides and only its overhead
+           remains.
            The whole-drill target is judged against the faster of B and B+.
 C "corrupt": one byte flipped in the middle of the largest *.lz4 file of the full set, in a COPY of the
            repository; the drill must exit 1, name the corruption, and do it in seconds (<= 60 s).
@@ -349,8 +351,9 @@ def bare_restore(work: Path, repository: Repository, scale: int, index: int, sty
     try:
         os.sync()
         started = time.monotonic()
+        parallel = [f"--process-max={os.cpu_count() or 2}"] if style == "tuned" else []  # as the drill's jobs = 0
         restore = pgbackrest_args(
-            repository.config, "restore", f"--pg1-path={data}", "--archive-mode=off", "--type=default"
+            repository.config, "restore", f"--pg1-path={data}", "--archive-mode=off", "--type=default", *parallel
         )
         steps["restore_s"] = run_logged(restore, log, **server)
         with (data / "postgresql.auto.conf").open("a") as auto:
