@@ -4,6 +4,7 @@ and each test still gets its own check's record, a NotApplicable included."""
 from __future__ import annotations
 
 import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ class ScanDrill(LayerDrill):
         self._ran = ran if ran is not None else []
         self._scan_pool = None
         self._scans = {}
+        self._checks_started = None
         self.extra_checks = []
         self.failure = None
         self.record = DrillRecord(run_id="r", database="db", layer="logical", objectives=Objectives(rto_s=1, rpo_s=1))
@@ -118,3 +120,22 @@ def test_one_scan_alone_runs_in_its_test_as_before() -> None:
     assert ran == []
     assert drill.check("amcheck").outcome == Outcome.PASSED
     drill.finish()
+
+
+def test_the_checks_stage_is_wall_time_not_the_sum_of_overlapping_checks() -> None:
+    def slow(name: str) -> Any:
+        def check(_db: Restored) -> CheckRecord:
+            time.sleep(0.3)
+            return CheckRecord(name=name, outcome=Outcome.PASSED, detail=f"{name} ok")
+
+        return check
+
+    drill = ScanDrill({"manifest_content": slow("manifest_content"), "amcheck": slow("amcheck")})
+    drill.start_scans(["manifest_content", "amcheck"])
+    drill.check("manifest_content")
+    drill.check("amcheck")
+    record = drill.finish()
+    own = sum(c.duration_s or 0 for c in record.checks)
+    assert own >= 0.6, record.checks
+    assert record.stages.checks_s is not None
+    assert 0.3 <= record.stages.checks_s < own - 0.2, f"checks_s {record.stages.checks_s} s, the checks' own {own} s"
