@@ -13,13 +13,19 @@ from restoredrill import __version__, proc
 from restoredrill.errors import BackupDefect, ConfigError, RestoreDrillError
 from restoredrill.operate import commands as operate_commands
 from restoredrill.report import commands as report_commands
-from restoredrill.verdicts import EXIT_CODES_HELP
+from restoredrill.verdicts import (
+    EXIT_CODES_HELP,
+    EXIT_COULD_NOT_VERIFY,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+)
+from restoredrill.verdicts import EXIT_PASSED as EXIT_OK
 
 if TYPE_CHECKING:
     from restoredrill.config import DrillConfig
 
 PROJECT = Path(__file__).resolve().parents[2]
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_COULD_NOT_VERIFY, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 
 class _Parser(argparse.ArgumentParser):
