@@ -15,6 +15,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -86,6 +87,7 @@ def which(tool: str, bindir: Path | None = None) -> str:
 
 
 _PR_SET_PDEATHSIG = 1
+CANCEL_POLL_S = 0.2  # how soon a cancelled tool is killed
 # Loaded once in the parent: the child between fork and exec must not load libraries.
 _LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
 
@@ -173,11 +175,14 @@ def run(
     input_text: str | None = None,
     what: str | None = None,
     inherit_env: bool = True,
+    cancel: threading.Event | None = None,
 ) -> Completed:
     """Run a tool to completion and return its redacted output.
 
     On a timeout or an interrupt its whole process group is killed; if the run itself is killed, the
-    tool gets SIGKILL from the kernel (it is a tool: nothing of it is worth keeping).
+    tool gets SIGKILL from the kernel (it is a tool: nothing of it is worth keeping). `cancel`: for a tool
+    run from a worker thread, which no Ctrl-C reaches and whose death signal waits for the thread: once
+    the event is set, the tool is killed within CANCEL_POLL_S and CouldNotVerify is raised.
     """
     argv = [os.fspath(a) for a in args]
     label = what or Path(argv[0]).name
@@ -194,7 +199,7 @@ def run(
         death_signal=signal.SIGKILL,
     )
     try:
-        out, err = proc.communicate(input=input_text.encode() if input_text is not None else None, timeout=timeout)
+        out, err = _communicate(proc, input_text, timeout, cancel, label)
     except subprocess.TimeoutExpired:
         _kill_group(proc)
         raise CouldNotVerify(f"{label} did not finish within {timeout:.0f} s and was stopped") from None
@@ -208,6 +213,26 @@ def run(
         stderr=redact(err.decode(errors="replace")),
         duration_s=time.monotonic() - started,
     )
+
+
+def _communicate(
+    proc: subprocess.Popen[bytes], input_text: str | None, timeout: float, cancel: threading.Event | None, label: str
+) -> tuple[bytes, bytes]:
+    data = input_text.encode() if input_text is not None else None
+    if cancel is None:
+        return proc.communicate(input=data, timeout=timeout)
+    deadline = time.monotonic() + timeout
+    while True:
+        # communicate() may be called again after a timeout without losing output (subprocess docs).
+        try:
+            return proc.communicate(input=data, timeout=max(0.0, min(CANCEL_POLL_S, deadline - time.monotonic())))
+        except subprocess.TimeoutExpired:
+            if cancel.is_set():
+                _kill_group(proc)
+                raise CouldNotVerify(f"{label} was stopped: its drill ended") from None
+            if time.monotonic() >= deadline:
+                raise
+            data = None  # already written
 
 
 class Server:

@@ -8,10 +8,15 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import psutil
 import pytest
 
+from restoredrill import proc
+from restoredrill.errors import CouldNotVerify
 from restoredrill.waiting import wait_until
 
 pytestmark = pytest.mark.integration
@@ -82,3 +87,28 @@ def test_what_the_runner_starts_dies_with_a_killed_owner(started_by: str, user: 
         for child in children:
             with contextlib.suppress(psutil.Error):
                 child.kill()
+
+
+def test_a_tool_run_from_a_worker_thread_is_stopped_when_its_drill_cancels_it() -> None:
+    """No Ctrl-C reaches a worker thread and its tool's death signal waits for the thread, so a drill that
+    ends first (interrupted, or the check left out) cancels it: the tool is killed at once, not awaited."""
+    cancel = threading.Event()
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        running = pool.submit(proc.run, ["sleep", "3600"], timeout=3600, cancel=cancel, what="a long tool")
+        (tool,) = _children_named(psutil.Process(), "sleep")
+        cancel.set()
+        stopped = time.monotonic()
+        with pytest.raises(CouldNotVerify, match="a long tool was stopped"):
+            running.result(timeout=10)
+        assert time.monotonic() - stopped < 2, "cancelled within a poll or two"
+    assert not tool.is_running() or tool.status() == psutil.STATUS_ZOMBIE
+
+
+def test_a_cancellable_tool_still_returns_its_whole_output_and_honours_its_timeout() -> None:
+    done = proc.run(["sh", "-c", "sleep 0.5; seq 1 20000"], timeout=30, cancel=threading.Event())
+    assert done.returncode == 0
+    assert done.stdout.split() == [str(n) for n in range(1, 20001)]
+    fed = proc.run(["cat"], timeout=30, cancel=threading.Event(), input_text="fed once\n")
+    assert fed.stdout == "fed once\n"
+    with pytest.raises(CouldNotVerify, match="did not finish within 1 s"):
+        proc.run(["sleep", "30"], timeout=1, cancel=threading.Event())

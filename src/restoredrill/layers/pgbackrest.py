@@ -14,7 +14,9 @@ import os
 import random
 import re
 import tempfile
+import threading
 import time
+from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -176,6 +178,7 @@ class PgBackRestDrill(LayerDrill):
         self.reference_at: datetime | None = None
         self._verify_pool: ThreadPoolExecutor | None = None
         self._verify_future: Future[list[str]] | None = None
+        self._verify_cancel = threading.Event()
 
     @property
     def dbname(self) -> str:
@@ -319,18 +322,25 @@ class PgBackRestDrill(LayerDrill):
         )
         with contextlib.suppress(Exception):
             self.record.largest_tables = checks_mod.largest_tables(self.restored)
-        self._start_verify()
+
+    def start_scans(self, selected: Iterable[str]) -> list[str]:
+        """The scans, and `pgbackrest verify` beside them when its check is selected."""
+        wanted = list(selected)
+        if "pgbackrest_verify" in wanted and self.restored is not None:
+            self._start_verify()
+        return super().start_scans(wanted)
 
     def _start_verify(self) -> None:
         """`pgbackrest verify` (latest only) in a worker; its check joins it. It starts once the copy answers,
         beside the scans, not beside the restore: both read the repository, and sharing the disk with the
-        restore made the restore (the RTO we report) half as long again at 10 GB (bench/README.md)."""
+        restore made the restore (the RTO we report) half as long again at 10 GB (bench/README.md). Cleanup
+        stops it if the drill ends first (a worker thread's tool gets no Ctrl-C)."""
         if self.kind != "latest" or self._verify_future is not None or self.repo is None:
             return
         listed = [b.label for b in self.info.backups] if self.info is not None else None
         self._verify_pool = ThreadPoolExecutor(max_workers=1)
         self._verify_future = self._verify_pool.submit(
-            self.repo.verify, self.config.target.jobs or os.cpu_count() or 2, listed
+            self.repo.verify, self.config.target.jobs or os.cpu_count() or 2, listed, self._verify_cancel
         )
 
     def _name_restored_set(self, info: StanzaInfo, output: str) -> BackupSet:
@@ -795,6 +805,7 @@ class PgBackRestDrill(LayerDrill):
     # ----- stage 3 -----------------------------------------------------------------------------------
     def _cleanup(self) -> None:
         if self._verify_pool is not None:
+            self._verify_cancel.set()  # a verify still running (interrupted, or its check left out) is stopped
             self._verify_pool.shutdown(wait=False, cancel_futures=True)
         if self.instance is not None:
             if self.outcome is None and self.instance.root is not None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -154,6 +155,7 @@ class PgBackRest:
         console: str = "warn",
         timeout: float | None = None,
         path: str | list[str] | None = None,
+        cancel: threading.Event | None = None,
     ) -> proc.Completed:
         # Our own lock/log/spool folders go by environment: pgBackRest ignores an environment option that
         # does not apply to a command, where the same flag on the command line is an error.
@@ -170,6 +172,7 @@ class PgBackRest:
             env=env,
             run_as=self.run_as,
             what=f"pgbackrest {command}",
+            cancel=cancel,
         )
 
     def version(self) -> str:
@@ -265,11 +268,16 @@ class PgBackRest:
                 found.append(ArchivedWal(name.split("-", 1)[0], segment, archived_at, size))
         return sorted(found, key=lambda w: w.segment)
 
-    def verify(self, process_max: int = 1, listed: list[str] | None = None) -> list[str]:
+    def verify(
+        self, process_max: int = 1, listed: list[str] | None = None, cancel: threading.Event | None = None
+    ) -> list[str]:
         """Problems `pgbackrest verify` reports. Its exit code is 0 even when it finds errors (2.45), so
-        the text is what counts. `listed`: the sets backup.info lists, each of which verify must have seen."""
+        the text is what counts. `listed`: the sets backup.info lists, each of which verify must have seen.
+        `cancel`: set when the drill ends first (interrupted, or the check left out): verify is stopped."""
         # --job-retry=0: a corrupt file is reported at once, not after pgBackRest's retries (~15 s each).
-        result = self.run("verify", "--verbose", "--job-retry=0", f"--process-max={process_max}", console="info")
+        result = self.run(
+            "verify", "--verbose", "--job-retry=0", f"--process-max={process_max}", console="info", cancel=cancel
+        )
         problems = parse_verify(result.stdout + "\n" + result.stderr, listed)
         if result.returncode != 0 and not problems:
             problems.append(f"pgbackrest verify exited {result.returncode}: {result.tail(2)}")
