@@ -24,8 +24,9 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from restoredrill import proc
 from restoredrill.errors import CouldNotVerify
@@ -128,15 +129,27 @@ def copy_data(made: Path, data: Path) -> bool:
 
 
 def _copy_tree(source: Path, destination: Path) -> bool:
-    """`cp -a` of one data folder (a template kept, or a copy of one made); False, never an exception, when
-    it fails: the caller falls back to initdb, and removes what the copy left."""
+    """`cp -a` of one data folder (a template kept, or a copy of one made); the caller removes what a failed
+    copy left."""
+    return _succeeded("initdb folder not copied", ["cp", "-a", "--", source, destination], timeout=120, what="cp")
+
+
+def _succeeded(
+    failure: str,
+    args: list[Any],
+    *,
+    accept: Callable[[proc.Completed], bool] = lambda result: result.returncode == 0,
+    **run: Any,
+) -> bool:
+    """Run one step of the cache; False, never an exception, when it fails or times out: a cache must slow a
+    drill down, never fail it (the caller falls back to initdb). Why it failed goes to the debug log."""
     try:
-        result = proc.run(["cp", "-a", "--", source, destination], timeout=120, what="cp")
-    except CouldNotVerify as exc:  # timed out: a cache must slow a drill down, never fail it
-        log.debug("initdb folder not copied: %s", exc)
+        result = proc.run(args, **run)
+    except CouldNotVerify as exc:  # timed out
+        log.debug("%s: %s", failure, exc)
         return False
-    if result.returncode != 0:
-        log.debug("initdb folder not copied: %s", result.tail(3))
+    if not accept(result):
+        log.debug("%s: %s", failure, result.tail(3))
         return False
     return True
 
@@ -151,35 +164,30 @@ def prepare_copy(
     statements = [f"ALTER ROLE {_ident(superuser)} PASSWORD {literal}"]
     if database is not None:
         statements.append(f"CREATE DATABASE {_ident(database)} TEMPLATE template0")
-    try:
-        result = proc.run(
-            [
-                postgres,
-                "--single",
-                "-D",
-                data,
-                "-c",
-                "password_encryption=scram-sha-256",
-                "-c",
-                "fsync=off",
-                "-c",
-                "log_min_messages=warning",
-                "-c",
-                "log_min_error_statement=panic",  # an error must not echo the statement (the password) to stderr
-                "postgres",
-            ],
-            timeout=60,
-            run_as=user,
-            input_text="".join(f"{statement}\n" for statement in statements),
-            what="postgres --single",
-        )
-    except CouldNotVerify as exc:  # timed out: the caller falls back to initdb
-        log.debug("copy of the initdb template not prepared: %s", exc)
-        return False
-    if result.returncode != 0 or "ERROR" in result.stdout or "ERROR" in result.stderr:
-        log.debug("copy of the initdb template not prepared: %s", result.tail(3))
-        return False
-    return True
+    return _succeeded(
+        "copy of the initdb template not prepared",
+        [
+            postgres,
+            "--single",
+            "-D",
+            data,
+            "-c",
+            "password_encryption=scram-sha-256",
+            "-c",
+            "fsync=off",
+            "-c",
+            "log_min_messages=warning",
+            "-c",
+            "log_min_error_statement=panic",  # an error must not echo the statement (the password) to stderr
+            "postgres",
+        ],
+        # A failed statement need not end the single-user backend with an error code: its ERROR line tells.
+        accept=lambda result: result.returncode == 0 and "ERROR" not in result.stdout + result.stderr,
+        timeout=60,
+        run_as=user,
+        input_text="".join(f"{statement}\n" for statement in statements),
+        what="postgres --single",
+    )
 
 
 def _ident(name: str) -> str:
