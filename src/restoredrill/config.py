@@ -312,6 +312,11 @@ class Target(Strict):
     restore_timeout: Seconds = 4 * 3600.0
     check_timeout: Seconds = 1800.0
 
+    @property
+    def workers(self) -> int:
+        """`jobs`, with 0 resolved: the processes a restore, a verify or the scans may use at once."""
+        return self.jobs or os.cpu_count() or 2
+
 
 class Policies(Strict):
     """Global `[policy.<layer>]` tables: the default of every database's own `<layer>.policy` table."""

@@ -196,7 +196,7 @@ class LogicalDrill(LayerDrill):
         self.record.target_info.startup_s = round(self.instance.startup_s or 0, 3)
         dbname = self.database
         self.instance.create_database(dbname)
-        jobs = target.jobs or os.cpu_count() or 2
+        jobs = target.workers
         assert self.instance.connection is not None
         connection = self.instance.connection
         pg_restore = pgtools.client_tool("pg_restore", bindir)

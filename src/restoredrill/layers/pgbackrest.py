@@ -318,7 +318,7 @@ class PgBackRestDrill(LayerDrill):
             restore_returncode=0,
             restore_errors=[],
             check_timeout=target.check_timeout,
-            jobs=target.jobs or os.cpu_count() or 2,
+            jobs=target.workers,
         )
         with contextlib.suppress(Exception):
             self.record.largest_tables = checks_mod.largest_tables(self.restored)
@@ -340,7 +340,7 @@ class PgBackRestDrill(LayerDrill):
         listed = [b.label for b in self.info.backups] if self.info is not None else None
         self._verify_pool = ThreadPoolExecutor(max_workers=1)
         self._verify_future = self._verify_pool.submit(
-            self.repo.verify, self.config.target.jobs or os.cpu_count() or 2, listed, self._verify_cancel
+            self.repo.verify, self.config.target.workers, listed, self._verify_cancel
         )
 
     def _name_restored_set(self, info: StanzaInfo, output: str) -> BackupSet:
@@ -409,7 +409,7 @@ class PgBackRestDrill(LayerDrill):
         self.record.notes.append(f"fetched {len(names)} WAL segment(s) on the host for recovery in the container")
 
     def _recovery_options(self, info: StanzaInfo, newest_wal_at: datetime) -> list[str]:
-        jobs = self.config.target.jobs or os.cpu_count() or 2
+        jobs = self.config.target.workers
         common = [f"--job-retry={self.source.job_retry}", f"--process-max={jobs}"]
         if self.kind == "latest":
             return [*common, "--type=default"]

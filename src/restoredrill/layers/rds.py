@@ -137,7 +137,7 @@ class RdsDrill(LayerDrill):
             restore_returncode=0,
             restore_errors=[],
             check_timeout=self.config.target.check_timeout,
-            jobs=self.config.target.jobs or os.cpu_count() or 2,
+            jobs=self.config.target.workers,
         )
         try:
             self.record.largest_tables = checks_mod.largest_tables(self.restored)
