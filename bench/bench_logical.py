@@ -509,16 +509,20 @@ def summarize(rounds: list[Round]) -> dict[str, Any]:
     }
 
 
+def _wall_cell(wall_s: float | None) -> str:
+    """B+'s column: '-' for a round run without it."""
+    return f"{wall_s:>10.2f}" if wall_s is not None else f"{'-':>10}"
+
+
 def print_table(rounds: list[Round], summary: dict[str, Any]) -> None:
     header = f"{'round':>6} {'A wall s':>9} {'B wall s':>9} {'B+ wall s':>10} {'A/min(B,B+)':>12} {'A peak RSS MB':>14}"
     print("\n" + header + "\n" + "-" * len(header))
     for r in rounds:
-        t = f"{r.tuned.wall_s:>10.2f}" if r.tuned is not None else f"{'-':>10}"
-        a_b = f"{r.drill.wall_s:>9.2f} {r.bare.wall_s:>9.2f}"
-        print(f"{r.index:>6} {a_b} {t} {r.ratio:>12.3f} {r.drill.peak_rss_mb:>14.1f}")
+        walls = f"{r.drill.wall_s:>9.2f} {r.bare.wall_s:>9.2f} {_wall_cell(r.tuned.wall_s if r.tuned else None)}"
+        print(f"{r.index:>6} {walls} {r.ratio:>12.3f} {r.drill.peak_rss_mb:>14.1f}")
     a, b, ratio, rss = (summary[k] for k in ("a_wall_s", "b_wall_s", "ratio_median_of_rounds", "peak_rss_mb"))
-    t = f"{summary['b_tuned_wall_s']:>10.2f}" if summary["b_tuned_wall_s"] is not None else f"{'-':>10}"
-    print(f"{'median':>6} {a:>9.2f} {b:>9.2f} {t} {ratio:>12.3f} {rss:>14.1f} (max)")
+    tuned = _wall_cell(summary["b_tuned_wall_s"])
+    print(f"{'median':>6} {a:>9.2f} {b:>9.2f} {tuned} {ratio:>12.3f} {rss:>14.1f} (max)")
     print(f"targets: ratio <= {TARGET_RATIO:.2f} (against the faster of B and B+), peak RSS < {TARGET_RSS_MB:.0f} MB")
     for miss in summary["missed"]:
         print(f"TARGET MISSED: {miss}")

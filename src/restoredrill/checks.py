@@ -6,6 +6,7 @@ A check that cannot run reports `error`, never `passed`.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -283,11 +284,8 @@ def install_amcheck(db: Restored) -> None:
     Installing it adds catalog rows, so the database grows by a page or so: done while `drift` measures the
     size, the measurement would depend on which thread came first. Done here, every run measures the same
     database. A failure is left for pg_amcheck to report (it tries again and says why)."""
-    try:
-        with db.connect() as conn:
-            conn.execute(AMCHECK_INSTALL_SQL)
-    except psycopg.Error:
-        pass
+    with contextlib.suppress(psycopg.Error), db.connect() as conn:
+        conn.execute(AMCHECK_INSTALL_SQL)
 
 
 def amcheck(db: Restored) -> CheckRecord:
